@@ -1,0 +1,225 @@
+"""Trajectory container, H5MD files (read by h5py/MDAnalysis too) and extxyz."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+from ase import Atoms
+
+from explorer.errors import TrajectoryError, TrajectoryFileError
+from explorer.h5md import H5MDWriter, h5md_frame_count, read_h5md, write_h5md
+from explorer.trajectory import (
+    Trajectory,
+    load_trajectory,
+    unwrap_positions,
+    wrap_positions,
+)
+
+CELL = np.array([[6.0, 0.0, 0.0], [1.5, 5.5, 0.0], [-0.7, 1.2, 7.0]])
+
+
+def random_trajectory(rng: np.random.Generator, frames: int = 5, atoms: int = 7) -> Trajectory:
+    steps = rng.normal(scale=0.8, size=(frames, atoms, 3))
+    start = rng.uniform(size=(atoms, 3)) @ CELL
+    return Trajectory(
+        positions=start + np.cumsum(steps, axis=0),
+        cell=CELL,
+        numbers=rng.choice([3, 15, 16], size=atoms),
+        times_ps=0.5 * np.arange(frames),
+        velocities=rng.normal(size=(frames, atoms, 3)),
+        energies={"potential_energy": rng.normal(size=frames)},
+        metadata={"producer": "test", "temperature_K": 800.0, "supercell": [2, 1, 1]},
+    )
+
+
+def test_shapes_are_checked():
+    with pytest.raises(TrajectoryError, match="numbers"):
+        Trajectory(np.zeros((2, 3, 3)), CELL, [1, 1], [0.0, 1.0])
+    with pytest.raises(TrajectoryError, match="times_ps"):
+        Trajectory(np.zeros((2, 3, 3)), CELL, [1, 1, 1], [0.0])
+    with pytest.raises(TrajectoryError, match="increase"):
+        Trajectory(np.zeros((2, 3, 3)), CELL, [1, 1, 1], [1.0, 1.0])
+
+
+def test_positions_are_float32_and_slicing_keeps_everything():
+    traj = random_trajectory(np.random.default_rng(0))
+    assert traj.positions.dtype == np.float32
+    part = traj[1:4]
+    assert part.n_frames == 3
+    np.testing.assert_array_equal(part.times_ps, traj.times_ps[1:4])
+    np.testing.assert_array_equal(part.velocities, traj.velocities[1:4])
+    assert traj[-1].n_frames == 1 and traj[-1].times_ps[0] == traj.times_ps[-1]
+
+
+def test_wrap_then_unwrap_recovers_small_steps():
+    rng = np.random.default_rng(1)
+    traj = random_trajectory(rng, frames=20)
+    wrapped = wrap_positions(traj.positions.astype(float), CELL)
+    frac = wrapped @ np.linalg.inv(CELL)
+    assert frac.min() >= 0 and frac.max() < 1
+    unwrapped = unwrap_positions(wrapped, CELL)
+    # Same start, then identical displacements: the unwrapped path is restored.
+    np.testing.assert_allclose(
+        unwrapped - unwrapped[0], traj.positions - traj.positions[0], atol=1e-4
+    )
+
+
+def test_h5md_round_trip(tmp_path):
+    traj = random_trajectory(np.random.default_rng(2))
+    path = write_h5md(traj, tmp_path / "t.h5")
+    back = read_h5md(path)
+    np.testing.assert_array_equal(back.positions, traj.positions)
+    np.testing.assert_allclose(back.cell, traj.cell)
+    np.testing.assert_array_equal(back.numbers, traj.numbers)
+    np.testing.assert_allclose(back.times_ps, traj.times_ps)
+    np.testing.assert_allclose(back.velocities, traj.velocities)
+    np.testing.assert_allclose(
+        back.energies["potential_energy"], traj.energies["potential_energy"]
+    )
+    assert back.metadata == traj.metadata
+    assert h5md_frame_count(path) == traj.n_frames
+
+
+def test_h5md_layout_readable_with_plain_h5py(tmp_path):
+    traj = random_trajectory(np.random.default_rng(3))
+    path = traj.save(tmp_path / "t.h5md")
+    with h5py.File(path, "r") as f:
+        assert tuple(f["h5md"].attrs["version"]) == (1, 1)
+        value = f["particles/all/position/value"]
+        assert value.dtype == np.float32 and value.shape == (traj.n_frames, traj.n_atoms, 3)
+        assert f["particles/all/position/time"].attrs["unit"] == "ps"
+        np.testing.assert_allclose(f["particles/all/box/edges/value"][0], CELL)
+        np.testing.assert_array_equal(f["particles/all/species"][()], traj.numbers)
+        assert f["parameters"].attrs["temperature_K"] == 800.0
+
+
+def test_h5md_readable_with_mdanalysis(tmp_path):
+    mda = pytest.importorskip("MDAnalysis")
+    from MDAnalysis.coordinates.H5MD import H5MDReader
+    from MDAnalysis.lib.mdamath import triclinic_vectors
+
+    traj = random_trajectory(np.random.default_rng(4))
+    path = traj.save(tmp_path / "t.h5md")
+    reader = H5MDReader(str(path))
+    assert reader.n_frames == traj.n_frames
+    for i, ts in enumerate(reader):
+        np.testing.assert_allclose(ts.positions, traj.positions[i], atol=1e-5)
+        np.testing.assert_allclose(ts.time, traj.times_ps[i])
+        np.testing.assert_allclose(triclinic_vectors(ts.dimensions), CELL, atol=1e-4)
+    universe = mda.Universe.empty(traj.n_atoms, trajectory=True)
+    universe.load_new(str(path), format="H5MD")
+    assert universe.trajectory.n_frames == traj.n_frames
+
+
+def test_streaming_append_and_resume(tmp_path):
+    traj = random_trajectory(np.random.default_rng(5), frames=6)
+    path = tmp_path / "stream.h5"
+    with H5MDWriter(path, traj.numbers, traj.cell, metadata={"run": 1}) as writer:
+        for i in range(3):
+            writer.append(traj.positions[i], traj.times_ps[i], energies={"e": float(i)})
+            # Each appended frame is on disk before the next one is produced.
+            assert h5md_frame_count(path) == i + 1
+    with H5MDWriter(path, traj.numbers, traj.cell, mode="a", metadata={"resumed": True}) as w:
+        assert w.n_frames == 3
+        for i in range(3, 6):
+            w.append(traj.positions[i], traj.times_ps[i], energies={"e": float(i)})
+    back = read_h5md(path)
+    np.testing.assert_array_equal(back.positions, traj.positions)
+    np.testing.assert_allclose(back.energies["e"], np.arange(6.0))
+    assert back.metadata == {"run": 1, "resumed": True}
+
+
+def test_resume_drops_a_partially_written_frame(tmp_path):
+    traj = random_trajectory(np.random.default_rng(6), frames=4)
+    path = write_h5md(traj[:3], tmp_path / "t.h5")
+    with h5py.File(path, "r+") as f:  # a crash between the position and time writes
+        f["particles/all/position/value"].resize(4, axis=0)
+    assert read_h5md(path).n_frames == 3
+    with H5MDWriter(path, traj.numbers, traj.cell, mode="a") as writer:
+        assert writer.n_frames == 3
+        writer.append(traj.positions[3], traj.times_ps[3], velocities=traj.velocities[3],
+                      energies={"potential_energy": 0.0})
+    assert read_h5md(path).n_frames == 4
+
+
+def test_resume_refuses_other_atoms(tmp_path):
+    traj = random_trajectory(np.random.default_rng(7))
+    path = write_h5md(traj, tmp_path / "t.h5")
+    with pytest.raises(TrajectoryFileError, match="different atoms"):
+        H5MDWriter(path, traj.numbers[::-1] + 1, traj.cell, mode="a")
+
+
+def test_nonfinite_frames_are_refused(tmp_path):
+    writer = H5MDWriter(tmp_path / "t.h5", [1, 1], CELL)
+    with pytest.raises(TrajectoryError, match="not finite"):
+        writer.append(np.array([[0, 0, 0], [np.nan, 0, 0]]), 0.0)
+    writer.close()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such file"),
+        (b"", "not a readable"),
+        (b"garbage, not HDF5" * 10, "not a readable"),
+    ],
+)
+def test_bad_files_raise_clear_errors(tmp_path, content, message):
+    path = tmp_path / "bad.h5"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(TrajectoryFileError, match=message):
+        read_h5md(path)
+
+
+def test_truncated_file_raises(tmp_path):
+    traj = random_trajectory(np.random.default_rng(8), frames=50, atoms=50)
+    path = write_h5md(traj, tmp_path / "t.h5")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(TrajectoryFileError, match="truncated"):
+        read_h5md(path)
+
+
+def test_foreign_hdf5_raises(tmp_path):
+    path = tmp_path / "foreign.h5"
+    with h5py.File(path, "w") as f:
+        f["data"] = np.arange(3)
+    with pytest.raises(TrajectoryFileError, match="not an H5MD"):
+        read_h5md(path)
+
+
+def test_extxyz_export_and_atoms_list(tmp_path):
+    traj = random_trajectory(np.random.default_rng(9))
+    frames = traj.to_atoms_list()
+    assert all(isinstance(a, Atoms) for a in frames)
+    np.testing.assert_allclose(frames[2].positions, traj.positions[2], atol=1e-6)
+    path = traj.save(tmp_path / "t.extxyz")
+    back = load_trajectory(path)
+    np.testing.assert_allclose(back.times_ps, traj.times_ps)
+    np.testing.assert_allclose(back.positions, traj.positions, atol=1e-4)
+    np.testing.assert_allclose(back.velocities, traj.velocities, atol=1e-6)
+    wrapped = Trajectory.from_atoms_list(traj.to_atoms_list(wrap=True), unwrap=True)
+    np.testing.assert_allclose(
+        wrapped.positions - wrapped.positions[0], traj.positions - traj.positions[0], atol=1e-4
+    )
+
+
+def test_resume_of_a_file_without_frames_starts_afresh(tmp_path):
+    path = tmp_path / "empty.h5"
+    H5MDWriter(path, [1, 1], CELL).close()
+    with pytest.raises(TrajectoryFileError, match="no complete frame"):
+        read_h5md(path)
+    with H5MDWriter(path, [1, 1], CELL, mode="a") as writer:
+        assert writer.n_frames == 0
+        writer.append(np.zeros((2, 3)), 0.0)
+    assert read_h5md(path).n_frames == 1
+
+
+def test_resume_never_overwrites_a_foreign_file(tmp_path):
+    path = tmp_path / "foreign.h5"
+    with h5py.File(path, "w") as f:
+        f["data"] = np.arange(3)
+    with pytest.raises(TrajectoryFileError, match="not overwriting"):
+        H5MDWriter(path, [1, 1], CELL, mode="a")
