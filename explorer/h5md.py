@@ -332,7 +332,10 @@ def _create_time_series(
     group = f.create_group(path)
     chunk_frames = max(1, min(64, (1 << 20) // max(1, 4 * int(np.prod(shape, dtype=int)))))
     value = group.create_dataset(
-        "value", shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
+        "value",
+        shape=(0, *shape),
+        maxshape=(None, *shape),
+        dtype=dtype,
         chunks=(chunk_frames, *shape),
     )
     value.attrs["unit"] = unit
@@ -361,7 +364,9 @@ def _time_series_groups(f: h5py.File) -> list[h5py.Group]:
 def _complete_length(f: h5py.File) -> int:
     """Frames present in every time series (a crash may leave one ahead)."""
     lengths = [
-        g[name].shape[0] for g in _time_series_groups(f) for name in ("value", "step", "time")
+        g[name].shape[0]
+        for g in _time_series_groups(f)
+        for name in ("value", "step", "time")
         if name in g
     ]
     return min(lengths) if lengths else 0

@@ -268,7 +268,9 @@ def write_extxyz(traj: Trajectory, path: str | Path, wrap: bool = False) -> Path
     return path
 
 
-def wrap_positions(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray | bool = True) -> np.ndarray:
+def wrap_positions(
+    positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray | bool = True
+) -> np.ndarray:
     """Wrap Cartesian positions (..., 3) into the cell along periodic axes, Å."""
     cell = np.asarray(cell, dtype=np.float64)
     pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))

@@ -74,9 +74,7 @@ def test_h5md_round_trip(tmp_path):
     np.testing.assert_array_equal(back.numbers, traj.numbers)
     np.testing.assert_allclose(back.times_ps, traj.times_ps)
     np.testing.assert_allclose(back.velocities, traj.velocities)
-    np.testing.assert_allclose(
-        back.energies["potential_energy"], traj.energies["potential_energy"]
-    )
+    np.testing.assert_allclose(back.energies["potential_energy"], traj.energies["potential_energy"])
     assert back.metadata == traj.metadata
     assert h5md_frame_count(path) == traj.n_frames
 
@@ -138,8 +136,12 @@ def test_resume_drops_a_partially_written_frame(tmp_path):
     assert read_h5md(path).n_frames == 3
     with H5MDWriter(path, traj.numbers, traj.cell, mode="a") as writer:
         assert writer.n_frames == 3
-        writer.append(traj.positions[3], traj.times_ps[3], velocities=traj.velocities[3],
-                      energies={"potential_energy": 0.0})
+        writer.append(
+            traj.positions[3],
+            traj.times_ps[3],
+            velocities=traj.velocities[3],
+            energies={"potential_energy": 0.0},
+        )
     assert read_h5md(path).n_frames == 4
 
 
