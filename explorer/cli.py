@@ -64,10 +64,10 @@ def _run_materials(args: argparse.Namespace) -> int:
         print(json.dumps([_entry_dict(e) for e in entries], indent=2))
         return 0
     rows = [
-        (e.name, e.formula, e.space_group["symbol"], str(e.n_atoms), e.reference.split(";")[0])
+        (e.name, e.formula, e.space_group_symbol, str(e.n_atoms), e.source_note.split(":")[0])
         for e in entries
     ]
-    header = ("name", "formula", "space group", "atoms", "source")
+    header = ("name", "formula", "space group", "atoms", "coordinates")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     for row in [header, *rows]:
         cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)]

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from ase.data import atomic_numbers, chemical_symbols
 
+from explorer.cell import perpendicular_widths
 from explorer.errors import AnalysisError
 from explorer.trajectory import Trajectory
 
@@ -98,14 +99,6 @@ def pair_key(a: str, b: str) -> PairKey:
         if symbol not in atomic_numbers:
             raise AnalysisError(f"unknown element symbol {symbol!r}")
     return (a, b) if (atomic_numbers[a], a) <= (atomic_numbers[b], b) else (b, a)
-
-
-def perpendicular_widths(cell: np.ndarray) -> np.ndarray:
-    """Distances between opposite faces of the cell, ``h_i = V / |a_j × a_k|``, Å."""
-    cell = np.asarray(cell, dtype=np.float64)
-    volume = abs(np.linalg.det(cell))
-    areas = np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
-    return volume / areas
 
 
 def default_r_max(cell: np.ndarray) -> float:
