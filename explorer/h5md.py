@@ -16,6 +16,9 @@ Layout (H5MD 1.1, https://www.nongnu.org/h5md/h5md.html)::
     observables/<name>/{value,step,time}   per-frame scalars in eV (energies)
     parameters/                attrs: metadata (scalars as attrs, all of it as JSON
                                in the ``accelmd_metadata`` attribute)
+    accelmd_restart/           optional: the full simulation state after the last
+                               frame (float64 positions, momenta, thermostat, RNG)
+                               so that an interrupted run continues exactly
 
 Every time-dependent group is resizable along its first axis so a running
 simulation can append frame by frame (``H5MDWriter``); a reader takes the
@@ -44,6 +47,7 @@ BOX_EDGES = f"{PARTICLES}/box/edges"
 OBSERVABLES = "observables"
 PARAMETERS = "parameters"
 METADATA_ATTR = "accelmd_metadata"
+RESTART = "accelmd_restart"  # not part of H5MD; readers ignore unknown root groups
 UNITS = {"position": "Angstrom", "velocity": "Angstrom ps-1", "momentum": "amu Angstrom ps-1"}
 TIME_UNIT = "ps"
 ENERGY_UNIT = "eV"
@@ -145,6 +149,35 @@ class H5MDWriter:
                 energies={k: v[i] for k, v in traj.energies.items()},
             )
 
+    def write_restart(self, state: Mapping[str, Any]) -> None:
+        """Store the state needed to continue the run after the current frame.
+
+        Arrays become datasets, scalars and strings attributes; the previous
+        state is replaced. ``n_frames`` is recorded so that a resume can drop
+        frames written after the state was saved.
+        """
+        if RESTART in self._file:
+            del self._file[RESTART]
+        group = self._file.create_group(RESTART)
+        group.attrs["n_frames"] = self.n_frames
+        for key, value in state.items():
+            if isinstance(value, (str, bool, int, float, np.integer, np.floating)):
+                group.attrs[key] = value
+            else:
+                group.create_dataset(key, data=np.asarray(value))
+        self._file.flush()
+
+    def truncate(self, n_frames: int) -> None:
+        """Drop every frame from index ``n_frames`` on (e.g. back to a restart point)."""
+        if not 0 <= n_frames <= self.n_frames:
+            raise TrajectoryError(f"cannot truncate {self.n_frames} frames to {n_frames}")
+        for group in _time_series_groups(self._file):
+            for name in ("value", "step", "time"):
+                if name in group:
+                    group[name].resize(n_frames, axis=0)
+        self.n_frames = n_frames
+        self._file.flush()
+
     def update_metadata(self, **metadata: Any) -> None:
         """Merge keys into the stored metadata (e.g. a run's final status)."""
         _write_metadata(self._file, {**read_metadata_from(self._file), **metadata})
@@ -228,6 +261,21 @@ def read_h5md(path: str | Path, frames: slice | None = None) -> Trajectory:
         energies=energies,
         metadata=metadata,
     )
+
+
+def read_restart(path: str | Path) -> dict[str, Any] | None:
+    """The saved simulation state of an H5MD file, or None if it has none.
+
+    Keys are those given to :meth:`H5MDWriter.write_restart`, plus ``n_frames``.
+    """
+    path = Path(path)
+    with _open(path, "r") as f:
+        group = f.get(RESTART)
+        if group is None:
+            return None
+        state: dict[str, Any] = {key: _from_attr(value) for key, value in group.attrs.items()}
+        state.update({key: group[key][()] for key in group})
+    return state
 
 
 def h5md_frame_count(path: str | Path) -> int:

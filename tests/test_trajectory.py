@@ -225,3 +225,23 @@ def test_resume_never_overwrites_a_foreign_file(tmp_path):
         f["data"] = np.arange(3)
     with pytest.raises(TrajectoryFileError, match="not overwriting"):
         H5MDWriter(path, [1, 1], CELL, mode="a")
+
+
+def test_restart_state_round_trip_and_truncate(tmp_path):
+    from explorer.h5md import read_restart
+
+    traj = random_trajectory(np.random.default_rng(10), frames=5)
+    path = tmp_path / "run.h5"
+    with H5MDWriter(path, traj.numbers, traj.cell) as writer:
+        for i in range(3):
+            writer.append(traj.positions[i], traj.times_ps[i])
+        momenta = np.random.default_rng(0).normal(size=(traj.n_atoms, 3))
+        writer.write_restart({"momenta": momenta, "step": 30, "thermostat": "nhc"})
+        writer.append(traj.positions[3], traj.times_ps[3])
+    state = read_restart(path)
+    assert state["n_frames"] == 3 and state["step"] == 30 and state["thermostat"] == "nhc"
+    np.testing.assert_array_equal(state["momenta"], momenta)
+    with H5MDWriter(path, traj.numbers, traj.cell, mode="a") as writer:
+        writer.truncate(state["n_frames"])
+    assert read_restart(write_h5md(traj, tmp_path / "plain.h5")) is None
+    assert read_h5md(path).n_frames == 3
