@@ -4,8 +4,11 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# One BLAS/OpenMP thread per process: with two pytest workers on two cores,
+# oversubscribed threads made MD tests ~5x slower.
+THREADS := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: install test test-fast lint format materials catalogue analyze-demo clean
+.PHONY: install test test-fast lint format materials catalogue data card bench clean
 
 install: $(STAMP)
 
@@ -20,10 +23,10 @@ $(STAMP): pyproject.toml
 
 test: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
+	$(THREADS) $(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
 
 test-fast: install
-	$(VENV)/bin/pytest -n 2 -m "not slow" $(PYTEST_ARGS)
+	$(THREADS) $(VENV)/bin/pytest -n 2 -m "not slow" $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -39,6 +42,18 @@ materials: install
 # Rebuild the bundled CIFs from crystallographic data (deterministic).
 catalogue: install
 	$(PY) scripts/build_catalogue.py
+
+# The LiFlow reference dataset: resumable and extendable (hours on 2 CPU cores).
+data: install
+	$(THREADS) $(VENV)/bin/accelmd data
+	$(VENV)/bin/accelmd data --card
+
+card: install
+	$(VENV)/bin/accelmd data --card
+
+bench: install
+	$(THREADS) $(PY) bench/reference_md.py
+	$(THREADS) $(PY) bench/bench_neighbors.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_materials(subparsers)
     _add_analyze(subparsers)
+    _add_reference(subparsers)
+    _add_data(subparsers)
     return parser
 
 
@@ -131,6 +133,106 @@ def _run_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- reference ---------------------------------------------------------------
+def _add_reference(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "reference", help="run reference MLIP MD of one material into an H5MD file"
+    )
+    p.add_argument("--material", required=True, help="catalogue name/formula or a structure file")
+    p.add_argument("--temperature", type=float, required=True, help="K")
+    p.add_argument("--ps", type=float, default=25.0, help="production length, ps")
+    p.add_argument("--equilibration-ps", type=float, default=2.0, help="unrecorded, ps")
+    p.add_argument("--timestep-fs", type=float, default=2.0, help="integration step, fs")
+    p.add_argument("--every", type=int, default=10, help="steps between recorded frames")
+    p.add_argument("--ensemble", choices=("nvt", "nve", "langevin"), default="nvt")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mlip", default="chgnet", help="chgnet | mace | emt | lj | sevenn")
+    p.add_argument("--model", help="model file or name for the MLIP (e.g. a MACE model)")
+    p.add_argument("--allow-download", action="store_true", help="let MACE fetch its weights")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--min-width", type=float, default=9.0, help="supercell rule, Å")
+    p.add_argument("--supercell", type=int, nargs=3, metavar="N", help="explicit repeats")
+    p.add_argument("--out", required=True, help="output H5MD file")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue an existing file")
+    mode.add_argument("--overwrite", action="store_true", help="start the file afresh")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_run_reference)
+
+
+def _run_reference(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from explorer.reference.jobs import run_reference
+
+    out = Path(args.out)
+    if out.exists() and not (args.resume or args.overwrite):
+        print(
+            f"accelmd reference: error: {out} exists; pass --resume to continue it "
+            "or --overwrite to start again",
+            file=sys.stderr,
+        )
+        return EXIT_USER_ERROR
+    result = run_reference(
+        args.material,
+        args.temperature,
+        out,
+        production_ps=args.ps,
+        timestep_fs=args.timestep_fs,
+        every=args.every,
+        equilibration_ps=args.equilibration_ps,
+        ensemble=args.ensemble,
+        seed=args.seed,
+        mlip=args.mlip,
+        model=args.model,
+        device=args.device,
+        allow_download=args.allow_download,
+        repeats=tuple(args.supercell) if args.supercell else None,
+        min_width=args.min_width,
+        resume=not args.overwrite,
+        progress=not args.no_progress,
+    )
+    print(
+        f"{result.path}: {result.status}, {result.n_frames} frames, "
+        f"{result.simulated_ps:.3g} ps, {result.wall_time_s:.0f} s"
+        + (" (resumed)" if result.resumed else "")
+    )
+    return 0
+
+
+# -- data --------------------------------------------------------------------
+def _add_data(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "data", help="generate (resume, extend) the bundled LiFlow reference dataset"
+    )
+    p.add_argument("--only", help="only files whose name contains this, e.g. LGPS")
+    p.add_argument("--ps", type=float, help="production length, ps (default: the plan's)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--list", action="store_true", help="print the plan and exit")
+    p.add_argument("--card", action="store_true", help="only (re)write the dataset card")
+    p.set_defaults(handler=_run_data)
+
+
+def _run_data(args: argparse.Namespace) -> int:
+    from explorer.reference import dataset
+
+    if args.list:
+        for run in dataset.REFERENCE_RUNS:
+            print(f"{run.filename:28s} {run.split:8s} supercell {run.repeats}  {run.note}")
+        return 0
+    if args.card:
+        from explorer.reference.card import write_card
+
+        print(write_card())
+        return 0
+    dataset.generate_dataset(
+        only=args.only,
+        production_ps=args.ps or dataset.PRODUCTION_PS,
+        device=args.device,
+    )
+    return 0
+
+
 def _format_summary(summary: dict[str, Any]) -> str:
     lines = [
         f"{summary['file']}: {summary['n_frames']} frames, {summary['n_atoms']} atoms "
@@ -149,7 +251,9 @@ def _format_summary(summary: dict[str, Any]) -> str:
     rdf = summary["rdf"]
     lines.append(
         f"RDF to {rdf['r_max_A']:.3g} Å over {rdf['n_frames_used']} frames; highest peaks: "
-        + ", ".join(f"{k} {v['r_A']:.2f} Å" for k, v in rdf["pair_peaks"].items())
+        + ", ".join(
+            f"{k} {v['r_A']:.2f} Å" for k, v in rdf["pair_peaks"].items() if v["r_A"] is not None
+        )
     )
     return "\n".join(lines)
 

@@ -47,3 +47,44 @@ class NeighborListError(ExplorerError, ValueError):
 
 class AnalysisError(ExplorerError, ValueError):
     """An analysis cannot be computed from the given data."""
+
+
+class DeviceError(ExplorerError, ValueError):
+    """A compute device string is malformed or names hardware that is absent."""
+
+
+class CalculatorError(ExplorerError, ValueError):
+    """An energy/force calculator cannot be built, loaded or used for a structure."""
+
+
+class MDConfigError(ExplorerError, ValueError):
+    """A molecular-dynamics setting is out of range or inconsistent."""
+
+
+class ResumeError(ExplorerError, RuntimeError):
+    """An existing MD output file cannot be continued with the given settings."""
+
+
+class SimulationDiverged(ExplorerError, RuntimeError):
+    """An MD run blew up (NaN, atoms too close, energy or temperature runaway).
+
+    The frames written before the failure stay in the output file; the
+    attributes say where it happened.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str = "",
+        step: int | None = None,
+        time_ps: float | None = None,
+        frames_written: int = 0,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.step = step
+        self.time_ps = time_ps
+        self.frames_written = frames_written
+        self.path = path

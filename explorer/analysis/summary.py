@@ -67,7 +67,9 @@ def analyze_summary(
 
 
 def rdf_summary(result: RDFResult) -> dict[str, Any]:
-    def highest_peak(g: np.ndarray) -> dict[str, float]:
+    def highest_peak(g: np.ndarray) -> dict[str, float | None]:
+        if not np.any(g > 0):  # no pair within r_max
+            return {"r_A": None, "g": 0.0}
         i = int(np.argmax(g))
         return {"r_A": float(result.r[i]), "g": float(g[i])}
 
