@@ -1,0 +1,207 @@
+"""accelmd reference / data, the dataset plan and the dataset card."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.units import kB
+
+from explorer.cli import main
+from explorer.h5md import read_h5md, read_restart
+from explorer.materials import get_entry
+from explorer.reference import dataset
+from explorer.reference.card import arrhenius_by_material, trajectory_row, write_card
+from explorer.testing import brownian_trajectory
+
+
+def test_plan_covers_the_issue():
+    runs = dataset.REFERENCE_RUNS
+    train = [r for r in runs if r.split == "train"]
+    materials = {r.material for r in train}
+    assert len(materials) >= 4 and {"LGPS", "Li6PS5Cl"} <= materials
+    assert any(m.startswith("Li3PS4") for m in materials)
+    for material in materials:
+        temps = sorted(r.temperature_K for r in train if r.material == material)
+        assert temps == [600.0, 800.0, 1000.0, 1200.0]
+    heldout = [r for r in runs if r.split == "heldout"]
+    assert len({r.material for r in heldout} - materials) >= 2
+    assert any(r.material == "LGPS" and 600 < r.temperature_K < 1200 for r in heldout)
+    assert len({r.filename for r in runs}) == len(runs)
+    for run in runs:
+        get_entry(run.material)  # every plan entry names a catalogue material
+        assert run.filename == f"{run.material}_{round(run.temperature_K)}K.h5"
+    assert dataset.EVERY * dataset.TIMESTEP_FS * 50 == 1000  # 1 ps = 50 frames
+
+
+def test_reference_path_lookup(tmp_path):
+    (tmp_path / "LGPS_900K.h5").write_bytes(b"")
+    assert dataset.reference_path("LGPS", 900.0, tmp_path) == tmp_path / "LGPS_900K.h5"
+    assert dataset.reference_path("LGPS", 600.0, tmp_path) is None
+    assert dataset.available_references(tmp_path) == {"LGPS": [900.0]}
+
+
+def test_cli_reference_writes_valid_h5md_and_resumes(tmp_path, capsys):
+    # Lennard-Jones argon from a user file: fast, and a physically sane pairing.
+    structure = tmp_path / "argon.extxyz"
+    bulk("Ar", "fcc", a=5.26, cubic=True).write(structure)
+    out = tmp_path / "argon_lj.h5"
+    args = [
+        "reference",
+        "--material",
+        str(structure),
+        "--temperature",
+        "60",
+        "--ps",
+        "0.1",
+        "--equilibration-ps",
+        "0.02",
+        "--timestep-fs",
+        "2",
+        "--every",
+        "5",
+        "--mlip",
+        "lj",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    traj = read_h5md(out)
+    assert traj.n_frames == 11 and traj.times_ps[-1] == pytest.approx(0.1)
+    assert traj.metadata["material"] == "argon" and traj.metadata["calculator"]["name"] == "lj"
+    assert traj.metadata["temperature_K"] == 60.0 and traj.metadata["timestep_fs"] == 2.0
+    assert traj.metadata["supercell"] == [2, 2, 2]  # 5.26 Å cube -> widths >= 9 Å
+    with h5py.File(out) as f:  # plain h5py sees the H5MD layout
+        assert f["particles/all/position/value"].shape == (11, 32, 3)
+    # Without --resume an existing file is refused, with it the run continues.
+    assert main(args) == 2
+    assert "--resume" in capsys.readouterr().err
+    longer = [*args[:6], "0.2", *args[7:]]
+    assert main([*longer, "--resume"]) == 0
+    extended = read_h5md(out)
+    assert extended.n_frames == 21
+    np.testing.assert_array_equal(extended.positions[:11], traj.positions)
+    assert read_restart(out) is not None
+
+
+def test_cli_reference_reports_bad_input(tmp_path, capsys):
+    out = tmp_path / "x.h5"
+    assert (
+        main(
+            [
+                "reference",
+                "--material",
+                "unobtainium",
+                "--temperature",
+                "300",
+                "--out",
+                str(out),
+                "--mlip",
+                "lj",
+            ]
+        )
+        == 2
+    )
+    assert "unknown material" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "reference",
+                "--material",
+                "Li2S",
+                "--temperature",
+                "-5",
+                "--out",
+                str(out),
+                "--mlip",
+                "lj",
+            ]
+        )
+        == 2
+    )
+    assert "temperature" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "reference",
+                "--material",
+                "Li2S",
+                "--temperature",
+                "300",
+                "--out",
+                str(out),
+                "--mlip",
+                "nonsense",
+            ]
+        )
+        == 2
+    )
+    assert "chgnet" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_reference_with_chgnet_for_a_few_steps(tmp_path):
+    out = tmp_path / "Li2S_chgnet.h5"
+    assert (
+        main(
+            [
+                "reference",
+                "--material",
+                "Li2S",
+                "--temperature",
+                "800",
+                "--ps",
+                "0.02",
+                "--equilibration-ps",
+                "0.004",
+                "--every",
+                "2",
+                "--supercell",
+                "1",
+                "1",
+                "1",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    traj = read_h5md(out)
+    assert traj.n_frames == 6 and traj.metadata["calculator"]["name"] == "chgnet"
+    assert np.isfinite(traj.energies["potential_energy"]).all()
+
+
+def synthetic_reference(directory, material, temperature_K, D_A2_ps, seed):
+    traj = brownian_trajectory(
+        D_A2_ps, n_atoms=64, n_frames=300, dt_ps=0.02, frame_atoms=16, seed=seed
+    )
+    traj.metadata.update(
+        material=material,
+        temperature_K=temperature_K,
+        timestep_fs=2.0,
+        calculator={"name": "synthetic", "version": "1"},
+    )
+    return traj.save(directory / dataset.reference_filename(material, temperature_K))
+
+
+def test_card_rows_and_arrhenius_recompute_from_files(tmp_path):
+    Ea = 0.2
+    temps = [600.0, 800.0, 1000.0, 1200.0]
+    for i, t in enumerate(temps):
+        synthetic_reference(tmp_path, "LGPS", t, 30.0 * np.exp(-Ea / (kB * t)), seed=i)
+    row = trajectory_row(tmp_path / "LGPS_600K.h5", "train")
+    assert row.n_atoms == 80 and row.n_frames == 300 and row.temperature_K == 600.0
+    assert row.mlip == "synthetic 1" and row.msd_frame_end_A2 == 0.0
+    traj = read_h5md(tmp_path / "LGPS_600K.h5")
+    li = traj.species_indices("Li")
+    end_msd = np.mean(np.sum((traj.positions[-1, li] - traj.positions[0, li]) ** 2, axis=1))
+    assert row.msd_li_end_A2 == pytest.approx(end_msd, rel=1e-5)
+    rows = [trajectory_row(tmp_path / f"LGPS_{t:.0f}K.h5", "train") for t in temps]
+    fit = arrhenius_by_material(rows)["LGPS"]
+    assert abs(fit.Ea_eV - Ea) < 3 * fit.Ea_std_eV and abs(fit.Ea_eV - Ea) < 0.05
+    card = write_card(tmp_path).read_text()
+    assert "LGPS_1200K.h5" in card and "| LGPS |" in card
+    assert (tmp_path / "arrhenius.png").stat().st_size > 1000
