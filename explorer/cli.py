@@ -66,8 +66,7 @@ def _run_materials(args: argparse.Namespace) -> int:
         print(json.dumps([_entry_dict(e) for e in entries], indent=2))
         return 0
     rows = [
-        (e.name, e.formula, e.space_group_symbol, str(e.n_atoms), e.source_note.split(":")[0])
-        for e in entries
+        (e.name, e.formula, e.space_group_symbol, str(e.n_atoms), e.provenance) for e in entries
     ]
     header = ("name", "formula", "space group", "atoms", "coordinates")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
@@ -82,6 +81,7 @@ def _entry_dict(entry: Any) -> dict[str, Any]:
 
     data = asdict(entry)
     data["path"] = str(entry.path)
+    data["provenance"] = entry.provenance
     return data
 
 

@@ -73,6 +73,23 @@ class MaterialEntry:
     ordering: str
     description: str
 
+    @property
+    def provenance(self) -> str:
+        """How the coordinates were obtained, in one word, from ``source_note``.
+
+        ``transcribed`` (copied from a refinement), ``symmetry`` (fixed by the
+        space group; only the lattice constant is data), ``recalled`` (from
+        memory of the paper, checked by bond lengths only) or ``model`` (built by
+        a stated rule or relaxed with an MLIP; not the experimental coordinates).
+        """
+        note = self.source_note.lower()
+        for word in ("model", "recalled", "transcribed"):
+            if note.startswith(word):
+                return word
+        if "fixed by symmetry" in note or "ideal" in note:
+            return "symmetry"
+        return "transcribed" if "transcribed" in note else "model"
+
 
 @functools.cache
 def _catalogue() -> tuple[MaterialEntry, ...]:

@@ -34,6 +34,7 @@ FULLY_ORDERED_SPACE_GROUPS = {
     "Li3PO4-gamma": 62,  # Pnma (Pmnb setting)
     "Li3PO4-beta": 31,  # Pmn2_1
     "Li3InCl6": 12,  # C2/m (ordered idealisation)
+    "Li7P3S11": 2,  # P-1 (model, inversion imposed)
 }
 
 
@@ -321,3 +322,26 @@ def test_validation_is_fast_on_a_thousand_atoms():
     start = time.perf_counter()
     materials.validate_structure(big)
     assert time.perf_counter() - start < 5.0
+
+
+def test_li7p3s11_model_keeps_p2s7_and_ps4_anions():
+    entry = materials.get_entry("Li7P3S11")
+    assert entry.source_note.startswith("model:")
+    assert materials.get_entry("70Li2S-30P2S5").name == "Li7P3S11"
+    structure = Structure.from_file(entry.path)
+    symbols = np.array([site.specie.symbol for site in structure])
+    dm = structure.distance_matrix
+    bonded = dm[np.ix_(symbols == "P", symbols == "S")] < 2.4
+    assert np.all(bonded.sum(axis=1) == 4)  # every P tetrahedral
+    p_per_s = bonded.sum(axis=0)
+    # per cell: two P2S7 (one bridging S each) and two PS4, no free S
+    assert (p_per_s == 2).sum() == 2 and (p_per_s == 1).sum() == 20
+    li_s = dm[np.ix_(symbols == "Li", symbols == "S")]
+    assert li_s.min() > 2.3 and np.all((li_s < 3.0).sum(axis=1) >= 3)
+
+
+def test_provenance_is_stated_for_every_entry():
+    kinds = {entry.name: entry.provenance for entry in materials.list_materials()}
+    assert set(kinds.values()) <= {"transcribed", "symmetry", "recalled", "model"}
+    assert kinds["LGPS"] == "transcribed" and kinds["Li7P3S11"] == "model"
+    assert kinds["Li3N"] == "symmetry"
