@@ -52,6 +52,12 @@ UNITS = {"position": "Angstrom", "velocity": "Angstrom ps-1", "momentum": "amu A
 TIME_UNIT = "ps"
 ENERGY_UNIT = "eV"
 _VECTOR_ELEMENTS = ("position", "velocity", "momentum")
+# No HDF5 file locks, so that a trajectory can be read (by the UI, or by
+# `accelmd analyze`) while a simulation still appends to it. Each append is
+# flushed and readers take the shortest complete length, so they see whole
+# frames. The flags must agree within a process, hence one setting for all.
+# There is one writer per file by design (resume continues the same file).
+_LOCKING = False
 
 
 class H5MDWriter:
@@ -87,7 +93,7 @@ class H5MDWriter:
                 _write_metadata(self._file, {**read_metadata_from(self._file), **metadata})
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = h5py.File(self.path, "w")
+            self._file = h5py.File(self.path, "w", locking=_LOCKING)
             masses = atomic_masses[self.numbers] if masses is None else masses
             _write_skeleton(self._file, self.numbers, np.asarray(masses), self.cell, self.pbc)
             _write_metadata(self._file, dict(metadata or {}))
@@ -343,10 +349,11 @@ def read_metadata_from(f: h5py.File) -> dict[str, Any]:
 
 # -- helpers ----------------------------------------------------------------
 def _open(path: Path, mode: str) -> h5py.File:
+    """Open without HDF5's file lock (see ``_LOCKING``)."""
     if not path.exists():
         raise TrajectoryFileError(f"{path}: no such file")
     try:
-        return h5py.File(path, mode)
+        return h5py.File(path, mode, locking=_LOCKING)
     except OSError as exc:
         raise TrajectoryFileError(
             f"{path}: not a readable HDF5/H5MD file (truncated or corrupt?): {exc}"

@@ -245,3 +245,14 @@ def test_restart_state_round_trip_and_truncate(tmp_path):
         writer.truncate(state["n_frames"])
     assert read_restart(write_h5md(traj, tmp_path / "plain.h5")) is None
     assert read_h5md(path).n_frames == 3
+
+
+def test_a_file_can_be_read_while_it_is_being_written(tmp_path):
+    traj = random_trajectory(np.random.default_rng(11), frames=4)
+    path = tmp_path / "live.h5"
+    with H5MDWriter(path, traj.numbers, traj.cell) as writer:
+        for i in range(4):
+            writer.append(traj.positions[i], traj.times_ps[i])
+            live = read_h5md(path)  # the writer still holds the file open
+            assert live.n_frames == i + 1
+            np.testing.assert_array_equal(live.positions, traj.positions[: i + 1])
