@@ -88,3 +88,11 @@ class SimulationDiverged(ExplorerError, RuntimeError):
         self.time_ps = time_ps
         self.frames_written = frames_written
         self.path = path
+
+
+class UnknownElementError(ExplorerError, ValueError):
+    """A structure holds an element that a model's element vocabulary does not cover."""
+
+
+class PriorError(ExplorerError, ValueError):
+    """A LiFlow prior setting is invalid (temperature, scale, species choice, shapes)."""
