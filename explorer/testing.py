@@ -39,3 +39,64 @@ def brownian_trajectory(
         times_ps=dt_ps * np.arange(n_frames),
         metadata={"producer": "brownian_trajectory", "D_A2_ps": D_A2_ps, "seed": seed},
     )
+
+
+class BrownianSimulator:
+    """A toy :class:`~explorer.session.Simulator`: independent random walks.
+
+    Every atom of an element listed in ``D_A2_ps`` takes Gaussian steps of
+    variance 2 D Δt per Cartesian direction each step; the rest stay put. It
+    has the known answer MSD = 6 D t, which makes it the reference for testing
+    rollouts and UIs without a trained model. ``delay_s`` slows each step down
+    (to test cancelling), and ``fail_at_step`` raises SimulationDiverged there.
+    """
+
+    def __init__(self, delay_s: float = 0.0, fail_at_step: int | None = None) -> None:
+        self.delay_s = delay_s
+        self.fail_at_step = fail_at_step
+
+    def prepare(
+        self,
+        atoms,
+        D_A2_ps: dict[str, float] | None = None,
+        step_ps: float = 1.0,
+        seed: int = 0,
+    ) -> dict:
+        symbols = np.asarray(atoms.get_chemical_symbols())
+        rates = D_A2_ps if D_A2_ps is not None else {"Li": 0.1}
+        D = np.array([rates.get(s, 0.0) for s in symbols])
+        return {
+            "positions": atoms.get_positions(),
+            "time_ps": 0.0,
+            "step": 0,
+            "sigma": np.sqrt(2.0 * D * step_ps)[:, None],
+            "step_ps": step_ps,
+            "rng": np.random.default_rng(seed),
+        }
+
+    def step(self, state: dict) -> dict:
+        import time
+
+        from explorer.errors import SimulationDiverged
+
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        step = state["step"] + 1
+        if self.fail_at_step is not None and step == self.fail_at_step:
+            raise SimulationDiverged(f"toy divergence at step {step}", step=step)
+        noise = state["rng"].normal(size=state["positions"].shape) * state["sigma"]
+        return {
+            **state,
+            "positions": state["positions"] + noise,
+            "time_ps": state["time_ps"] + state["step_ps"],
+            "step": step,
+        }
+
+    def frame(self, state: dict):
+        from explorer.session import Frame
+
+        return Frame(
+            positions=state["positions"].copy(),
+            time_ps=state["time_ps"],
+            observables={"step": float(state["step"])},
+        )

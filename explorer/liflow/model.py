@@ -1,0 +1,196 @@
+"""The LiFlow marginal vector-field network (Propagator / Corrector), LiFlow §IV.4.
+
+A PaiNN network with two edge geometries. For a structure with current positions x
+(Å, unwrapped), a fixed cell, and the flow-intermediate displacement d_t (Å):
+
+* node init: s_i = h(Z_i) + ψ_T(T) + ψ_t(t)           (eq. 13, T in K, t ∈ [0, 1])
+             v_i = d_i ⊗ w,  w ∈ R^F learnable         (vectors start from the displacement)
+* edges: a radius graph on x (cutoff r_c = 5 Å), built once and reused for every flow step;
+  each edge carries r_ij = x_j − x_i + S·cell and r̃_ij = (x_j + d_j) − (x_i + d_i) + S·cell
+  (same edge list and shifts S);
+* radial features: Bessel basis of (|r| + δ) with δ = 0.5 Å offset ("we shift the distance
+  by 0.5 Å", to tame the basis at small radii when atoms clash mid-flow); the basis has
+  r_c + δ as its own cutoff so it vanishes when |r| reaches r_c;
+* messages (eqs. 14b, 15b): scalar filters of |r| and |r̃| are added; the two unit vectors
+  r̂, r̂̃ get distinct filters (see :mod:`explorer.nn.painn`); all filters are multiplied by
+  the cosine envelope f_c(|r_ij|) of the graph distance so edges enter smoothly;
+* 3 × (message + update), then a gated linear readout of the vectors to one vector per
+  atom: the predicted flow velocity dd/dt in Å (per unit flow time).
+
+The output is E(3)-equivariant (rotations and reflections act on x, d, cell and the
+output alike), permutation-equivariant, invariant to global translations and to lattice
+translations of single atoms in x, and consistent under supercells (LiFlow eqs. 3–7).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from explorer.neighbors import PeriodicGraph, edge_vectors, radius_graph
+from explorer.nn import (
+    BesselRBF,
+    CosineCutoff,
+    GatedVectorOutput,
+    PaiNNMessage,
+    PaiNNUpdate,
+    SinusoidalEmbedding,
+    SpeciesEmbedding,
+)
+
+__all__ = ["FlowModel", "FlowModelConfig"]
+
+# Added to squared edge lengths: intermediate structures may place two atoms on top of
+# each other (|r̃| = 0), where the norm's gradient and the unit vector are undefined.
+_LENGTH_EPS2 = 1e-12
+
+
+@dataclass(frozen=True)
+class FlowModelConfig:
+    """Hyper-parameters of :class:`FlowModel`; defaults from the LiFlow paper (Table S1).
+
+    Attributes:
+        elements: atomic numbers the species embedding knows (default Z = 1 … 94).
+        num_features: F, width of scalar and vector features (64).
+        num_rbf: number of Bessel radial basis functions (20).
+        num_layers: message-passing layers (3).
+        cutoff: radius-graph cutoff in Å (5.0).
+        distance_offset: δ in Å added to distances before the radial basis (0.5).
+        temperature_scale_K: T is divided by this before the sinusoidal embedding, so
+            standard-normal frequencies see O(1) arguments (our choice; not in the paper).
+        trainable_rbf: learn the Bessel frequencies (PaiNN keeps them fixed).
+        temperature_seed, time_seed: seeds of the fixed frequencies of ψ_T and ψ_t.
+    """
+
+    elements: tuple[int, ...] = field(default_factory=lambda: tuple(range(1, 95)))
+    num_features: int = 64
+    num_rbf: int = 20
+    num_layers: int = 3
+    cutoff: float = 5.0
+    distance_offset: float = 0.5
+    temperature_scale_K: float = 1000.0
+    trainable_rbf: bool = False
+    temperature_seed: int = 0
+    time_seed: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "elements", tuple(int(z) for z in self.elements))
+        if self.num_features < 2 or self.num_features % 2:
+            raise ValueError(f"num_features must be even and >= 2, got {self.num_features}")
+        if self.num_rbf < 1 or self.num_layers < 1:
+            raise ValueError("num_rbf and num_layers must be >= 1")
+        if not self.cutoff > 0 or self.distance_offset < 0 or not self.temperature_scale_K > 0:
+            raise ValueError("need cutoff > 0, distance_offset >= 0, temperature_scale_K > 0")
+
+
+class FlowModel(nn.Module):
+    """LiFlow vector field u_θ(d_t, t | x, T) → (N, 3) in Å (module docstring)."""
+
+    def __init__(self, config: FlowModelConfig | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config if config is not None else FlowModelConfig()
+        f = cfg.num_features
+        self.species = SpeciesEmbedding(cfg.elements, f)
+        self.temperature_embedding = SinusoidalEmbedding(
+            f, seed=cfg.temperature_seed, scale=cfg.temperature_scale_K
+        )
+        self.time_embedding = SinusoidalEmbedding(f, seed=cfg.time_seed)
+        self.displacement_weight = nn.Parameter(torch.randn(f))
+        self.rbf = BesselRBF(cfg.num_rbf, cfg.cutoff + cfg.distance_offset, cfg.trainable_rbf)
+        self.envelope = CosineCutoff(cfg.cutoff)
+        self.messages = nn.ModuleList(
+            PaiNNMessage(f, cfg.num_rbf, num_geometries=2) for _ in range(cfg.num_layers)
+        )
+        self.updates = nn.ModuleList(PaiNNUpdate(f) for _ in range(cfg.num_layers))
+        self.readout = GatedVectorOutput(f)
+
+    def build_graph(
+        self,
+        positions: torch.Tensor,
+        cell: torch.Tensor,
+        batch: torch.Tensor | None = None,
+        pbc: torch.Tensor | None = None,
+    ) -> PeriodicGraph:
+        """Radius graph of the current positions x (cutoff from the config), to be reused
+        for every flow step of one propagation (only d_t changes between steps)."""
+        return radius_graph(positions, cell, self.config.cutoff, batch=batch, pbc=pbc)
+
+    def forward(
+        self,
+        numbers: torch.Tensor,
+        positions: torch.Tensor,
+        displacement: torch.Tensor,
+        cell: torch.Tensor,
+        temperature_K: torch.Tensor | float,
+        flow_time: torch.Tensor | float,
+        batch: torch.Tensor | None = None,
+        graph: PeriodicGraph | None = None,
+    ) -> torch.Tensor:
+        """Predict the flow velocity of every atom.
+
+        Args:
+            numbers: (N,) atomic numbers.
+            positions: (N, 3) current positions x in Å (unwrapped is fine).
+            displacement: (N, 3) intermediate displacement d_t in Å.
+            cell: (3, 3) or (B, 3, 3) cells in Å, rows are lattice vectors.
+            temperature_K: scalar or (B,) temperatures in K.
+            flow_time: scalar or (B,) flow-matching times t ∈ [0, 1].
+            batch: (N,) sorted structure index; ``None`` for one structure.
+            graph: a graph from :meth:`build_graph` on these ``positions``; built if absent.
+
+        Returns:
+            (N, 3) velocity in Å per unit flow time, dtype of ``positions``.
+
+        Raises:
+            UnknownElementError: an atomic number outside ``config.elements``.
+            NeighborListError: bad positions, cell or batch (when building the graph).
+        """
+        if displacement.shape != positions.shape or numbers.shape != positions.shape[:1]:
+            raise ValueError(
+                f"shape mismatch: numbers {tuple(numbers.shape)}, positions "
+                f"{tuple(positions.shape)}, displacement {tuple(displacement.shape)}"
+            )
+        if graph is None:
+            graph = self.build_graph(positions, cell, batch)
+        batch = graph.batch
+        edge_index, shifts = graph.edge_index, graph.cell_shifts
+        cell = cell.to(positions.dtype)
+
+        vec = edge_vectors(positions, cell, edge_index, shifts, batch)
+        vec_t = edge_vectors(positions + displacement, cell, edge_index, shifts, batch)
+        length = torch.sqrt(torch.sum(vec * vec, dim=-1) + _LENGTH_EPS2)
+        length_t = torch.sqrt(torch.sum(vec_t * vec_t, dim=-1) + _LENGTH_EPS2)
+        offset = self.config.distance_offset
+        rbfs = (self.rbf(length + offset), self.rbf(length_t + offset))
+        units = (vec / length.unsqueeze(-1), vec_t / length_t.unsqueeze(-1))
+        envelope = self.envelope(length)
+
+        temps = _per_atom(temperature_K, batch, positions, "temperature_K")
+        times = _per_atom(flow_time, batch, positions, "flow_time")
+        s = self.species(numbers) + self.temperature_embedding(temps) + self.time_embedding(times)
+        v = displacement.unsqueeze(-1) * self.displacement_weight.to(positions.dtype)
+
+        for message, update in zip(self.messages, self.updates, strict=True):
+            ds, dv = message(s, v, edge_index, rbfs, units, envelope)
+            s, v = s + ds, v + dv
+            ds, dv = update(s, v)
+            s, v = s + ds, v + dv
+        return self.readout(s, v)
+
+
+def _per_atom(
+    value: torch.Tensor | float, batch: torch.Tensor, like: torch.Tensor, name: str
+) -> torch.Tensor:
+    """Broadcast a per-structure scalar (scalar or (B,)) to the atoms: (N,)."""
+    value = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    if value.numel() == 1:
+        return value.reshape(1).expand(batch.shape[0])
+    num_structures = int(batch.max()) + 1 if batch.numel() else 0
+    if value.ndim != 1 or value.shape[0] < num_structures:
+        raise ValueError(
+            f"{name} must be a scalar or hold one value per structure "
+            f"({num_structures}), got shape {tuple(value.shape)}"
+        )
+    return value[batch]

@@ -1,0 +1,145 @@
+"""PaiNN building blocks (Schütt, Unke & Gastegger, ICML 2021), written for this project.
+
+Features of atom i: invariant scalars s_i ∈ R^F and equivariant vectors v_i ∈ R^{3×F},
+stored as tensors of shape (N, F) and (N, 3, F). Messages flow along directed edges
+(i ← j) of a radius graph: ``edge_index[0]`` is the receiving centre i, ``edge_index[1]``
+the neighbour j. Sums over neighbours use ``Tensor.index_add_`` (no torch_scatter).
+
+Message block (PaiNN eqs. 7–8), generalised to G edge geometries g (G = 1: original PaiNN;
+G = 2: LiFlow eqs. 14b/15b, current and intermediate structure). With the split
+φ(s_j) = [φ_s, φ_vv, φ_vs] (an MLP F → F → 3F) and per-geometry filters
+W^g(r) = [W_s^g, W_vv^g, W_vs^g] = Linear_g(rbf(r^g_ij)) · f_c(r_ij):
+
+    Δs_i = Σ_j φ_s(s_j) ∘ Σ_g W_s^g
+    Δv_i = Σ_j v_j ∘ φ_vv(s_j) ∘ Σ_g W_vv^g  +  Σ_g φ_vs(s_j) ∘ W_vs^g ⊗ r̂^g_ij
+
+Filters of the different distances are *added*; each unit vector r̂^g gets its own filter
+W_vs^g so the geometries are not interchangeable.
+
+Update block (PaiNN eqs. 9–11), with U, V ∈ R^{F×F} acting on the feature axis and
+a = MLP([s_i, ‖V v_i‖]) split into [a_vv, a_sv, a_ss]:
+
+    Δv_i = a_vv ∘ U v_i,     Δs_i = a_ss + a_sv ∘ ⟨U v_i, V v_i⟩.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["GatedVectorOutput", "PaiNNMessage", "PaiNNUpdate", "safe_norm", "scatter_sum"]
+
+# Added under the square root of vector norms: ‖v‖ has an infinite gradient at v = 0,
+# which happens for every atom whose displacement (hence initial vector feature) is zero.
+NORM_EPS = 1e-8
+
+
+def safe_norm(vectors: torch.Tensor, dim: int = -2) -> torch.Tensor:
+    """sqrt(Σ v² + ε) along ``dim`` (the Cartesian axis); differentiable at v = 0."""
+    return torch.sqrt(torch.sum(vectors * vectors, dim=dim) + NORM_EPS)
+
+
+def scatter_sum(values: torch.Tensor, index: torch.Tensor, num_nodes: int) -> torch.Tensor:
+    """Sum rows of ``values`` (E, ...) into ``num_nodes`` bins given by ``index`` (E,)."""
+    out = values.new_zeros((num_nodes, *values.shape[1:]))
+    return out.index_add_(0, index, values)
+
+
+def _mlp(n_in: int, n_hidden: int, n_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(n_in, n_hidden), nn.SiLU(), nn.Linear(n_hidden, n_out))
+
+
+class PaiNNMessage(nn.Module):
+    """Continuous-filter-convolution message over G edge geometries (module docstring).
+
+    Args:
+        num_features: F.
+        num_rbf: width of the radial basis fed to the filters.
+        num_geometries: G, number of (distance, direction) sets per edge.
+    """
+
+    def __init__(self, num_features: int, num_rbf: int, num_geometries: int = 1) -> None:
+        super().__init__()
+        self.num_features = num_features
+        self.phi = _mlp(num_features, num_features, 3 * num_features)
+        self.filters = nn.ModuleList(
+            nn.Linear(num_rbf, 3 * num_features) for _ in range(num_geometries)
+        )
+
+    def forward(
+        self,
+        s: torch.Tensor,
+        v: torch.Tensor,
+        edge_index: torch.Tensor,
+        rbfs: Sequence[torch.Tensor],
+        unit_vectors: Sequence[torch.Tensor],
+        envelope: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the residual updates (Δs (N, F), Δv (N, 3, F)).
+
+        Args:
+            s, v: node features (N, F), (N, 3, F).
+            edge_index: (2, E) centre i, neighbour j.
+            rbfs: G tensors (E, N_rbf), radial basis of each geometry's distance.
+            unit_vectors: G tensors (E, 3), direction r̂^g_ij of each geometry.
+            envelope: (E,) cutoff envelope multiplying every filter.
+        """
+        if len(rbfs) != len(self.filters) or len(unit_vectors) != len(self.filters):
+            raise ValueError(f"expected {len(self.filters)} geometries, got {len(rbfs)}")
+        i, j = edge_index[0], edge_index[1]
+        f = self.num_features
+        phi_s, phi_vv, phi_vs = torch.split(self.phi(s)[j], f, dim=-1)
+        env = envelope.unsqueeze(-1)
+        w_s = w_vv = 0.0
+        direction_term = 0.0
+        for lin, rbf, unit in zip(self.filters, rbfs, unit_vectors, strict=True):
+            ws, wvv, wvs = torch.split(lin(rbf) * env, f, dim=-1)
+            w_s = w_s + ws
+            w_vv = w_vv + wvv
+            direction_term = direction_term + unit.unsqueeze(-1) * (phi_vs * wvs).unsqueeze(1)
+        ds = scatter_sum(phi_s * w_s, i, s.shape[0])
+        dv_edges = v[j] * (phi_vv * w_vv).unsqueeze(1) + direction_term
+        dv = scatter_sum(dv_edges, i, s.shape[0])
+        return ds, dv
+
+
+class PaiNNUpdate(nn.Module):
+    """Atom-wise update mixing scalar and vector channels (PaiNN eqs. 9–11)."""
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = num_features
+        # No bias: a bias on vectors would break rotation equivariance.
+        self.mix = nn.Linear(num_features, 2 * num_features, bias=False)
+        self.mlp = _mlp(2 * num_features, num_features, 3 * num_features)
+
+    def forward(self, s: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, F), (N, 3, F) → residual updates (Δs, Δv) of the same shapes."""
+        f = self.num_features
+        uv, vv = torch.split(self.mix(v), f, dim=-1)
+        a_vv, a_sv, a_ss = torch.split(self.mlp(torch.cat([s, safe_norm(vv)], -1)), f, -1)
+        dv = a_vv.unsqueeze(1) * uv
+        ds = a_ss + a_sv * torch.sum(uv * vv, dim=1)
+        return ds, dv
+
+
+class GatedVectorOutput(nn.Module):
+    """Read out one equivariant vector per atom from (s, v).
+
+    y_i = Σ_f g_f(s_i, ‖V v_i‖) · (U v_i)_f with g an MLP and U, V ∈ R^{F×F} (no bias), a
+    gated linear map (the vector half of PaiNN's gated equivariant block).
+    """
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = num_features
+        self.mix = nn.Linear(num_features, 2 * num_features, bias=False)
+        self.gate = _mlp(2 * num_features, num_features, num_features)
+
+    def forward(self, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """(N, F), (N, 3, F) → (N, 3)."""
+        uv, vv = torch.split(self.mix(v), self.num_features, dim=-1)
+        gates = self.gate(torch.cat([s, safe_norm(vv)], dim=-1))
+        return torch.sum(uv * gates.unsqueeze(1), dim=-1)
