@@ -1,0 +1,134 @@
+"""Bundled checkpoints: safetensors weights plus a JSON model card, sha256-verified.
+
+A checkpoint ``NAME`` is two files in a directory (by default
+``sample_data/checkpoints/``): ``NAME.safetensors`` holding every module's
+weights under ``<module>.<parameter>`` keys, and ``NAME.json``, the model card
+(family, module configs, element vocabulary, training data and command,
+validation metrics, date) that also records the weights' sha256. Loading
+checks the hash before reading a tensor and never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from explorer.errors import ExplorerError
+
+CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "sample_data" / "checkpoints"
+WEIGHTS_SUFFIX = ".safetensors"
+CARD_SUFFIX = ".json"
+
+
+class CheckpointError(ExplorerError, ValueError):
+    """A checkpoint is missing, corrupt, or does not match its model card."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Loaded weights (per module) and the model card."""
+
+    name: str
+    card: dict[str, Any]
+    state_dicts: dict[str, dict[str, torch.Tensor]]
+
+    @property
+    def family(self) -> str:
+        return str(self.card.get("family", ""))
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_checkpoint(
+    name: str,
+    modules: dict[str, torch.nn.Module],
+    card: dict[str, Any],
+    directory: Path = CHECKPOINT_DIR,
+) -> Path:
+    """Write ``NAME.safetensors`` and ``NAME.json``; returns the card path.
+
+    ``card`` must be JSON-serialisable; ``weights_file`` and ``weights_sha256``
+    are filled in here.
+    """
+    if not name or "/" in name or name.startswith("."):
+        raise CheckpointError(f"invalid checkpoint name {name!r}")
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        f"{module}.{key}": value.detach().cpu().contiguous()
+        for module, net in modules.items()
+        for key, value in net.state_dict().items()
+    }
+    weights = directory / f"{name}{WEIGHTS_SUFFIX}"
+    save_file(tensors, str(weights), metadata={"name": name})
+    card = {
+        **card,
+        "name": name,
+        "weights_file": weights.name,
+        "weights_sha256": sha256_of(weights),
+    }
+    card_path = directory / f"{name}{CARD_SUFFIX}"
+    card_path.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    return card_path
+
+
+def resolve(name_or_path: str | Path, directory: Path = CHECKPOINT_DIR) -> Path:
+    """The card path of a bundled name, or of a given ``.json``/``.safetensors`` path."""
+    path = Path(name_or_path)
+    if path.suffix in (CARD_SUFFIX, WEIGHTS_SUFFIX):
+        card = path.with_suffix(CARD_SUFFIX)
+    else:
+        card = directory / f"{name_or_path}{CARD_SUFFIX}"
+    if not card.exists():
+        available = ", ".join(c.stem for c in sorted(directory.glob(f"*{CARD_SUFFIX}")))
+        raise CheckpointError(
+            f"no checkpoint {str(name_or_path)!r} (looked for {card}); "
+            f"bundled: {available or 'none'}"
+        )
+    return card
+
+
+def read_card(name_or_path: str | Path, directory: Path = CHECKPOINT_DIR) -> dict[str, Any]:
+    """The model card (JSON) of a checkpoint, without loading weights."""
+    path = resolve(name_or_path, directory)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: model card is not valid JSON ({exc})") from exc
+
+
+def load_checkpoint(name_or_path: str | Path, directory: Path = CHECKPOINT_DIR) -> Checkpoint:
+    """Verify the sha256 recorded in the card, then read the weights (safetensors only)."""
+    card_path = resolve(name_or_path, directory)
+    card = read_card(card_path)
+    weights = card_path.with_name(card.get("weights_file", card_path.stem + WEIGHTS_SUFFIX))
+    if not weights.exists():
+        raise CheckpointError(f"{card_path.name}: weights file {weights.name} is missing")
+    digest = sha256_of(weights)
+    if digest != card.get("weights_sha256"):
+        raise CheckpointError(
+            f"{weights.name}: sha256 {digest[:12]}… does not match the model card "
+            f"({str(card.get('weights_sha256'))[:12]}…); the file is corrupt or was replaced"
+        )
+    tensors = load_file(str(weights))
+    state_dicts: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        module, _, parameter = key.partition(".")
+        state_dicts.setdefault(module, {})[parameter] = value
+    return Checkpoint(name=card.get("name", card_path.stem), card=card, state_dicts=state_dicts)
+
+
+def list_checkpoints(directory: Path = CHECKPOINT_DIR) -> list[dict[str, Any]]:
+    """Model cards of every checkpoint in ``directory`` (sorted by name)."""
+    return [read_card(p) for p in sorted(directory.glob(f"*{CARD_SUFFIX}"))]
