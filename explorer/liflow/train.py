@@ -218,8 +218,9 @@ def _card(
     return {
         "family": "liflow",
         "kind": config.kind,
-        "model_config": d.pop("model"),
-        "prior_config": d.pop("prior"),
+        # The same keys LiFlowSimulator.from_checkpoint reads.
+        "model": d.pop("model"),
+        "prior": d.pop("prior"),
         "train_config": d,
         "training_files": [{"name": Path(p).name, "sha256": sha256_of(Path(p))} for p in files],
         "best_val_loss": result.best_val_loss,

@@ -169,11 +169,31 @@ def test_checkpoint_written_and_loadable(tmp_path):
     ckpt = load_checkpoint(res.card_path)
     card = ckpt.card
     assert card["family"] == "liflow" and card["kind"] == "propagator"
-    assert card["model_config"]["elements"] == [3, 16]
-    assert card["prior_config"]["kind"] == "adaptive" and card["train_config"]["max_steps"] == 4
+    assert card["model"]["elements"] == [3, 16]
+    assert card["prior"]["kind"] == "adaptive" and card["train_config"]["max_steps"] == 4
     assert [f["name"] for f in card["training_files"]] == ["walk0.h5md", "walk1.h5md"]
     assert all(len(f["sha256"]) == 64 for f in card["training_files"])
     assert card["best_val_loss"] == res.best_val_loss and card["steps"] == 4
     assert {"date", "torch_version", "wall_time_s"} <= set(card)
-    model = FlowModel(FlowModelConfig(**{**card["model_config"]}))
+    model = FlowModel(FlowModelConfig(**{**card["model"]}))
     model.load_state_dict(ckpt.state_dicts["propagator"])
+
+
+def test_trained_checkpoint_drives_a_rollout(tmp_path):
+    """Training writes the card keys that LiFlowSimulator.from_checkpoint reads."""
+    from ase import Atoms
+
+    from explorer.liflow.simulate import LiFlowSimulator
+    from explorer.session import DONE, Rollout
+
+    paths = [tmp_path / "walk0.h5md"]
+    write_h5md(walk(0), paths[0])
+    res = train(paths, config(max_steps=2), out_name="tiny", out_dir=tmp_path, progress=False)
+    simulator = LiFlowSimulator.from_checkpoint(res.card_path)
+    source = walk(0)
+    atoms = Atoms(numbers=source.numbers, positions=source.positions[0], cell=source.cell, pbc=True)
+    rollout = Rollout(
+        simulator, atoms, n_steps=2, knobs={"temperature_K": 800.0, "flow_steps": 2, "seed": 0}
+    )
+    rollout.run()
+    assert rollout.status == DONE and rollout.n_frames == 3

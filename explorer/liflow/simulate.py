@@ -1,0 +1,416 @@
+"""LiFlow rollouts: alternate Propagator and Corrector flow integration (LiFlow §II.2, §IV.5).
+
+One LiFlow step advances unwrapped positions x (Å) by the time step Δτ (1 ps unless the
+checkpoint card says otherwise):
+
+1. Propagator: d ~ prior(σ_P), then N Euler steps of the flow, t_k = k / N,
+   ``d ← d + (1/N) · u_P(d, t_k | x, T)``;  x' = x + d.
+2. Corrector (strength s ∈ [0, 1]): c ~ prior(σ_C) and the same Euler loop with u_C
+   conditioned on x'; x'' = x' + s · c. s = 0 switches the Corrector off (it is not run),
+   s = 1 applies the trained Corrector at full flow, and in between the structure is the
+   linear interpolation (1 − s) · x' + s · (x' + c) between the uncorrected and the fully
+   corrected structure, so |x'' − x'| = s · |c| grows monotonically with s.
+3. The mass-weighted centre-of-mass drift of the total step Δ = x'' − x is removed,
+   Δ ← Δ − Σ m_i Δ_i / Σ m_i (per structure), and x ← x + Δ.
+4. Divergence check: a non-finite Δ, a per-atom |Δ_i| above ``max_step_A`` (10 Å), or two
+   atoms closer than ``min_distance_A`` (0.5 Å) after the step rejects the proposal; it is
+   drawn again with fresh noise up to ``max_retries`` (3) times, then
+   :class:`~explorer.errors.SimulationDiverged` names the step and the reason.
+
+The Propagator prior σ_P is the card's prior (adaptive, Maxwell–Boltzmann or isotropic)
+with the user's variance multipliers λ_Li, λ_frame (``σ² ← λ σ²``, 1 = as trained); the
+Corrector prior σ_C is the card's small uniform Maxwell–Boltzmann prior, not scaled by the
+knobs. Several structures (replicas, temperatures) can run in one graph with
+:meth:`LiFlowSimulator.prepare_batch`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.data import chemical_symbols
+
+from explorer.checkpoints import CHECKPOINT_DIR, CheckpointError, load_checkpoint
+from explorer.device import resolve_device
+from explorer.errors import MDConfigError, SimulationDiverged, UnknownElementError
+from explorer.liflow.model import FlowModel, FlowModelConfig
+from explorer.liflow.prior import (
+    LITHIUM_Z,
+    PriorConfig,
+    masses_of,
+    prior_std,
+    remove_center_of_mass,
+    sample_prior,
+)
+from explorer.neighbors import PeriodicGraph, radius_graph
+from explorer.session import Frame
+
+__all__ = ["LiFlowSimulator", "LiFlowState", "integrate_flow"]
+
+
+@torch.no_grad()
+def integrate_flow(
+    model: torch.nn.Module,
+    numbers: torch.Tensor,
+    positions: torch.Tensor,
+    cell: torch.Tensor,
+    temperature_K: torch.Tensor | float,
+    std: torch.Tensor,
+    generator: torch.Generator,
+    flow_steps: int,
+    batch: torch.Tensor | None = None,
+    graph: PeriodicGraph | None = None,
+) -> torch.Tensor:
+    """Generate one displacement (N, 3) in Å by Euler integration of a LiFlow flow.
+
+    ``d_0 = σ ε`` (ε ~ N(0, I)), then for k = 0 … N−1 with t_k = k / N:
+    ``d ← d + (1/N) · model(numbers, positions, d, cell, T, t_k, batch, graph)``.
+    ``graph`` (the radius graph of ``positions``) is built once when absent and reused for
+    every flow step; ``std`` sets the dtype and device of the result.
+    """
+    if flow_steps < 1:
+        raise MDConfigError(f"flow_steps must be >= 1, got {flow_steps}")
+    if graph is None:
+        graph = radius_graph(positions, cell, model.config.cutoff, batch=batch)
+    d = sample_prior(std, generator)
+    dt = 1.0 / flow_steps
+    for k in range(flow_steps):
+        d = d + dt * model(numbers, positions, d, cell, temperature_K, k * dt, batch, graph)
+    return d
+
+
+@dataclass
+class LiFlowState:
+    """A LiFlow rollout state; tensors live on one device.
+
+    ``positions`` (N, 3) unwrapped Å in float64; ``batch`` (N,) structure index or None;
+    ``temperatures_K`` (B,); ``std_propagator`` / ``std_corrector`` (N,) prior σ in Å;
+    ``step`` LiFlow steps done; ``time_ps`` = step · ``time_step_ps``.
+    """
+
+    numbers: torch.Tensor
+    positions: torch.Tensor
+    cell: torch.Tensor
+    pbc: torch.Tensor
+    masses: torch.Tensor
+    batch: torch.Tensor | None
+    temperatures_K: torch.Tensor
+    std_propagator: torch.Tensor
+    std_corrector: torch.Tensor
+    generator: torch.Generator
+    flow_steps: int
+    corrector_strength: float
+    time_step_ps: float
+    step: int = 0
+    time_ps: float = 0.0
+    max_displacement_A: float = 0.0
+    retries: int = 0
+
+
+class LiFlowSimulator:
+    """The LiFlow family of the :class:`~explorer.session.Simulator` protocol (module doc).
+
+    Args:
+        propagator, corrector: trained :class:`FlowModel` s (corrector may be None).
+        prior: the Propagator prior settings (its :meth:`PriorConfig.corrector` is the
+            Corrector prior).
+        li_large, frame_large: the adaptive prior's small/large choice per group.
+        time_step_ps: Δτ of one LiFlow step in ps.
+        training_temperatures_K: temperatures seen in training (for the extrapolation
+            warning); None skips the check.
+        name: checkpoint name used in messages.
+        max_step_A, min_distance_A, max_retries: divergence criteria (module doc).
+    """
+
+    def __init__(
+        self,
+        propagator: FlowModel,
+        corrector: FlowModel | None = None,
+        prior: PriorConfig | None = None,
+        li_large: bool = True,
+        frame_large: bool = False,
+        time_step_ps: float = 1.0,
+        training_temperatures_K: Sequence[float] | None = None,
+        name: str = "custom",
+        max_step_A: float = 10.0,
+        min_distance_A: float = 0.5,
+        max_retries: int = 3,
+    ) -> None:
+        self.propagator = propagator.eval()
+        self.corrector = corrector.eval() if corrector is not None else None
+        self.prior = prior if prior is not None else PriorConfig()
+        self.li_large, self.frame_large = bool(li_large), bool(frame_large)
+        self.time_step_ps = float(time_step_ps)
+        temps = training_temperatures_K
+        self.training_temperatures_K = tuple(float(t) for t in temps) if temps else None
+        self.name = name
+        self.max_step_A, self.min_distance_A = float(max_step_A), float(min_distance_A)
+        self.max_retries = int(max_retries)
+
+    @classmethod
+    def from_checkpoint(
+        cls, name_or_path: str | Path, device: str = "auto", directory: Path = CHECKPOINT_DIR
+    ) -> LiFlowSimulator:
+        """Build the models from a ``family: "liflow"`` card and load the weights (strict).
+
+        Card fields: ``model`` (FlowModelConfig kwargs shared by both modules) or
+        ``models: {"propagator": ..., "corrector": ...}``; ``prior`` (PriorConfig kwargs);
+        optional ``prior_choice: {"li_large", "frame_large"}``, ``time_step_ps`` (1.0) and
+        ``training_temperatures_K``. Weights: modules ``propagator`` and, optionally,
+        ``corrector``.
+        """
+        ckpt = load_checkpoint(name_or_path, directory)
+        if ckpt.family != "liflow":
+            raise CheckpointError(f"{ckpt.name}: family {ckpt.family!r} is not 'liflow'")
+        if "propagator" not in ckpt.state_dicts:
+            raise CheckpointError(f"{ckpt.name}: the weights hold no 'propagator' module")
+        dev = resolve_device(device)
+        card = ckpt.card
+        models = {
+            key: _build_model(ckpt.name, card, key, ckpt.state_dicts[key]).to(dev)
+            for key in ("propagator", "corrector")
+            if key in ckpt.state_dicts
+        }
+        prior = _prior_config(card.get("prior") or {})
+        choice = card.get("prior_choice") or {}
+        return cls(
+            models["propagator"],
+            models.get("corrector"),
+            prior,
+            li_large=choice.get("li_large", True),
+            frame_large=choice.get("frame_large", False),
+            time_step_ps=float(card.get("time_step_ps", 1.0)),
+            training_temperatures_K=card.get("training_temperatures_K"),
+            name=ckpt.name,
+        )
+
+    # -- protocol --------------------------------------------------------------------
+    def prepare(self, atoms: Atoms, temperature_K: float, **knobs: Any) -> LiFlowState:
+        """Initial state of one structure; knobs as in :meth:`prepare_batch`."""
+        return self.prepare_batch([atoms], [temperature_K], **knobs)
+
+    def prepare_batch(
+        self,
+        atoms_list: Sequence[Atoms],
+        temperatures_K: Sequence[float],
+        prior_scale_li: float = 1.0,
+        prior_scale_frame: float = 1.0,
+        corrector_strength: float = 1.0,
+        flow_steps: int = 10,
+        seed: int = 0,
+        device: str | None = None,
+    ) -> LiFlowState:
+        """Initial state of B structures rolled out together (one graph, per-structure T).
+
+        Args:
+            atoms_list: B periodic structures (positions taken as unwrapped, Å).
+            temperatures_K: B temperatures in K (> 0; outside the training range warns).
+            prior_scale_li, prior_scale_frame: multipliers λ of the Propagator prior
+                variance σ² of Li / frame atoms (1 = as trained).
+            corrector_strength: s ∈ [0, 1] (module doc); ignored without a Corrector.
+            flow_steps: Euler steps N per flow integration (10).
+            seed: seed of the rollout's torch.Generator.
+            device: move the models there first ("auto", "cpu", "cuda[:N]").
+        """
+        if len(atoms_list) != len(temperatures_K) or not atoms_list:
+            raise MDConfigError("need one temperature per structure and at least one structure")
+        _check_knobs(corrector_strength, flow_steps)
+        temps = [self._check_temperature(float(t)) for t in temperatures_K]
+        if device is not None:
+            self._to(resolve_device(device))
+        dev, dtype = _param(self.propagator)
+        numbers = torch.as_tensor(np.concatenate([a.numbers for a in atoms_list]), device=dev)
+        self._check_elements(numbers)
+        without_li = [b for b, a in enumerate(atoms_list) if LITHIUM_Z not in a.numbers]
+        if without_li:
+            warnings.warn(
+                f"structure(s) {without_li} hold no Li: LiFlow's Li prior (and its training "
+                "on Li conductors) does not apply; every atom gets the frame prior",
+                stacklevel=2,
+            )
+        batch = None
+        if len(atoms_list) > 1:
+            sizes = torch.tensor([len(a) for a in atoms_list], device=dev)
+            batch = torch.repeat_interleave(torch.arange(len(atoms_list), device=dev), sizes)
+        t = torch.tensor(temps, dtype=torch.float64, device=dev)
+        std_kw = dict(batch=batch, dtype=dtype)
+        std_p = prior_std(
+            numbers, t, self.prior, self.li_large, self.frame_large,
+            prior_scale_li, prior_scale_frame, **std_kw,
+        )  # fmt: skip
+        std_c = prior_std(numbers, t, self.prior.corrector(), **std_kw)
+        positions = torch.as_tensor(np.concatenate([a.positions for a in atoms_list]))
+        cells = torch.as_tensor(np.stack([a.cell[:] for a in atoms_list]), dtype=dtype)
+        return LiFlowState(
+            numbers=numbers,
+            positions=positions.to(dev, torch.float64),
+            cell=(cells[0] if batch is None else cells).to(dev),
+            pbc=torch.as_tensor(np.stack([a.pbc for a in atoms_list]), device=dev),
+            masses=masses_of(numbers),
+            batch=batch,
+            temperatures_K=t.to(dtype),
+            std_propagator=std_p,
+            std_corrector=std_c,
+            generator=torch.Generator(device=dev).manual_seed(int(seed)),
+            flow_steps=int(flow_steps),
+            corrector_strength=float(corrector_strength),
+            time_step_ps=self.time_step_ps,
+        )
+
+    def step(self, state: LiFlowState) -> LiFlowState:
+        """One Propagator–Corrector step (module doc); a new state, the old is untouched.
+
+        Raises:
+            SimulationDiverged: every one of 1 + ``max_retries`` proposals was rejected.
+        """
+        reason = ""
+        for attempt in range(self.max_retries + 1):
+            delta = self.propose(state)
+            reason = self._rejection(state, delta)
+            if not reason:
+                new = state.positions + delta.to(torch.float64)
+                return replace(
+                    state,
+                    positions=new,
+                    step=state.step + 1,
+                    time_ps=(state.step + 1) * state.time_step_ps,
+                    max_displacement_A=float(torch.linalg.vector_norm(delta, dim=-1).max()),
+                    retries=attempt,
+                )
+        step = state.step + 1
+        raise SimulationDiverged(
+            f"LiFlow ({self.name}) diverged at step {step} (t = {step * state.time_step_ps:g} "
+            f"ps): {reason}, after {self.max_retries} re-samples with new noise",
+            reason=reason,
+            step=step,
+            time_ps=step * state.time_step_ps,
+        )
+
+    def frame(self, state: LiFlowState) -> Frame:
+        """Unwrapped positions (N, 3) float64 Å, time in ps, the last step's max |Δ_i| (Å)."""
+        return Frame(
+            positions=state.positions.detach().cpu().numpy().astype(np.float64),
+            time_ps=float(state.time_ps),
+            observables={
+                "max_displacement_A": state.max_displacement_A,
+                "retries": float(state.retries),
+            },
+        )
+
+    # -- internals -------------------------------------------------------------------
+    def propose(self, state: LiFlowState) -> torch.Tensor:
+        """A proposed total step Δ (N, 3) in Å, CoM drift removed (not yet checked)."""
+        _, dtype = _param(self.propagator)
+        x = state.positions.to(dtype)
+        args = (state.numbers, state.cell, state.temperatures_K)
+        d = self._flow(self.propagator, x, state.std_propagator, state, args)
+        s = state.corrector_strength
+        if self.corrector is not None and s > 0 and bool(torch.isfinite(d).all()):
+            d = d + s * self._flow(self.corrector, x + d, state.std_corrector, state, args)
+        return remove_center_of_mass(d, state.masses, state.batch)
+
+    def _flow(
+        self, model: FlowModel, x: torch.Tensor, std: torch.Tensor, state: LiFlowState, args: tuple
+    ) -> torch.Tensor:
+        numbers, cell, temps = args
+        graph = model.build_graph(x, cell, state.batch, _graph_pbc(state))
+        return integrate_flow(
+            model, numbers, x, cell, temps, std, state.generator, state.flow_steps,
+            state.batch, graph,
+        )  # fmt: skip
+
+    def _rejection(self, state: LiFlowState, delta: torch.Tensor) -> str:
+        """Why a proposed step is rejected ('' when it is accepted)."""
+        if not bool(torch.isfinite(delta).all()):
+            return "non-finite displacement (NaN/inf) predicted"
+        norms = torch.linalg.vector_norm(delta, dim=-1)
+        worst = int(norms.argmax())
+        if float(norms[worst]) > self.max_step_A:
+            return (
+                f"atom {worst} moved {float(norms[worst]):.2f} Å in one step "
+                f"(bound {self.max_step_A:g} Å)"
+            )
+        new = state.positions + delta.to(torch.float64)
+        cell = state.cell.to(torch.float64)
+        close = radius_graph(new, cell, self.min_distance_A, state.batch, _graph_pbc(state))
+        if close.num_edges:
+            i, j = (int(v) for v in close.edge_index[:, 0])
+            return (
+                f"atoms {i} and {j} are {float(close.distances[0]):.3f} Å apart "
+                f"(minimum {self.min_distance_A:g} Å)"
+            )
+        return ""
+
+    def _check_temperature(self, t: float) -> float:
+        if not (math.isfinite(t) and t > 0):
+            raise MDConfigError(f"temperature must be a finite number > 0 K, got {t!r}")
+        rng = self.training_temperatures_K
+        if rng and not min(rng) <= t <= max(rng):
+            warnings.warn(
+                f"{t:g} K is outside the training temperatures of {self.name} "
+                f"({min(rng):g}–{max(rng):g} K): LiFlow extrapolates poorly in T (too much, "
+                "fictitious diffusion at low T; instabilities at high T)",
+                stacklevel=3,
+            )
+        return t
+
+    def _check_elements(self, numbers: torch.Tensor) -> None:
+        for model in filter(None, (self.propagator, self.corrector)):
+            known = set(model.config.elements)
+            unknown = sorted(set(numbers.tolist()) - known)
+            if unknown:
+                names = ", ".join(_symbol(z) for z in unknown)
+                raise UnknownElementError(
+                    f"element(s) {names} are not in the vocabulary of LiFlow checkpoint "
+                    f"{self.name!r} (it knows {', '.join(_symbol(z) for z in sorted(known))})"
+                )
+
+    def _to(self, device: str) -> None:
+        self.propagator.to(device)
+        if self.corrector is not None:
+            self.corrector.to(device)
+
+
+def _check_knobs(corrector_strength: float, flow_steps: int) -> None:
+    if not 0.0 <= float(corrector_strength) <= 1.0:
+        raise MDConfigError(f"corrector_strength must lie in [0, 1], got {corrector_strength}")
+    if int(flow_steps) != flow_steps or flow_steps < 1:
+        raise MDConfigError(f"flow_steps must be an integer >= 1, got {flow_steps}")
+
+
+def _graph_pbc(state: LiFlowState) -> torch.Tensor:
+    return state.pbc[0] if state.batch is None else state.pbc
+
+
+def _param(model: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
+    p = next(model.parameters())
+    return p.device, p.dtype
+
+
+def _symbol(z: int) -> str:
+    return chemical_symbols[z] if 0 < z < len(chemical_symbols) else f"Z={z}"
+
+
+def _build_model(name: str, card: dict, key: str, state_dict: dict) -> FlowModel:
+    cfg = (card.get("models") or {}).get(key) or card.get("model")
+    if cfg is None:
+        raise CheckpointError(f"{name}: the card has no model config for the {key}")
+    model = FlowModel(FlowModelConfig(**cfg))
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{name}: {key} weights do not match its config ({exc})") from exc
+    return model.eval()
+
+
+def _prior_config(fields: dict) -> PriorConfig:
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+    return PriorConfig(**fields)

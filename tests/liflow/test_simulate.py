@@ -1,0 +1,240 @@
+"""LiFlow rollout engine: Euler flow integration, knobs, CoM, divergence, checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+
+from explorer.checkpoints import save_checkpoint
+from explorer.errors import MDConfigError, SimulationDiverged, UnknownElementError
+from explorer.liflow import FlowModel, FlowModelConfig
+from explorer.liflow.prior import PriorConfig, masses_of, prior_std, sample_prior
+from explorer.liflow.simulate import LiFlowSimulator, integrate_flow
+from explorer.session import FAILED, Rollout
+
+DTYPE = torch.float64
+TINY = FlowModelConfig(elements=(3, 8, 16), num_features=8, num_rbf=4, num_layers=1)
+PRIOR = PriorConfig(kind="maxwell_boltzmann", scale=1.0)  # σ_Li ≈ 0.1 Å at 800 K
+
+
+def tiny_model(seed: int = 0) -> FlowModel:
+    torch.manual_seed(seed)
+    return FlowModel(TINY).to(DTYPE)
+
+
+class Spy(FlowModel):
+    """A FlowModel whose output is ``fn(positions, displacement)``; records flow times."""
+
+    def __init__(self, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+        super().__init__(TINY)
+        self.to(DTYPE)
+        self.fn = fn
+        self.times: list[float] = []
+
+    def forward(self, numbers, positions, displacement, cell, temperature_K, flow_time, *a):
+        self.times.append(float(flow_time))
+        return self.fn(positions, displacement)
+
+
+def zero(x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(d)
+
+
+def structure(shift: bool = False, symbols: str = "Li4O2S2") -> Atoms:
+    """8 atoms on a 2×2×2 grid of a 6 Å cube (≥ 3 Å apart)."""
+    grid = np.array([[i, j, k] for i in range(2) for j in range(2) for k in range(2)], float)
+    atoms = Atoms(symbols, positions=3.0 * grid + 0.7, cell=np.eye(3) * 6.0, pbc=True)
+    if shift:  # unwrapped start outside the cell: wrapping would show
+        atoms.positions += np.array([12.0, -6.0, 6.0])
+    return atoms
+
+
+def simulator(corrector: FlowModel | None = None, **kw) -> LiFlowSimulator:
+    return LiFlowSimulator(tiny_model(0), corrector, PRIOR, **kw)
+
+
+def test_zero_model_gives_prior_sample_and_euler_times() -> None:
+    atoms = structure()
+    numbers = torch.as_tensor(atoms.numbers)
+    x = torch.as_tensor(atoms.positions)
+    cell = torch.as_tensor(atoms.cell[:])
+    std = prior_std(numbers, 800.0, PRIOR, dtype=DTYPE)
+    model = tiny_model()
+    torch.nn.init.zeros_(model.readout.mix.weight)
+    d = integrate_flow(model, numbers, x, cell, 800.0, std, torch.Generator().manual_seed(3), 10)
+    expected = sample_prior(std, torch.Generator().manual_seed(3))
+    assert torch.equal(d, expected)
+    spy = Spy(zero)
+    integrate_flow(spy, numbers, x, cell, 800.0, std, torch.Generator().manual_seed(3), 4)
+    assert spy.times == [0.0, 0.25, 0.5, 0.75]
+
+
+def run_rollout(seed: int, sim: LiFlowSimulator | None = None, n_steps: int = 3) -> Rollout:
+    sim = sim or simulator(tiny_model(1))
+    knobs = {"temperature_K": 800.0, "seed": seed, "flow_steps": 3}
+    rollout = Rollout(sim, structure(shift=True), n_steps=n_steps, knobs=knobs)
+    rollout.start()
+    assert rollout.join(timeout=60)
+    return rollout
+
+
+def test_rollout_frames_unwrapped_com_free_and_seeded() -> None:
+    frames = run_rollout(seed=1).frames_since(0)  # float64 (a Trajectory stores float32)
+    positions = np.stack([f.positions for f in frames])
+    assert positions.shape == (4, 8, 3) and positions.dtype == np.float64
+    np.testing.assert_allclose([f.time_ps for f in frames], [0.0, 1.0, 2.0, 3.0])
+    start = structure(shift=True)
+    np.testing.assert_array_equal(positions[0], start.positions)
+    assert (positions[:, :, 0] > 6.0).all()  # never wrapped back into the cell
+    steps = np.diff(positions, axis=0)
+    assert np.abs(steps).max() > 1e-3  # atoms do move
+    np.testing.assert_allclose(
+        [f.observables["max_displacement_A"] for f in frames[1:]],
+        np.linalg.norm(steps, axis=-1).max(-1),
+    )
+    masses = masses_of(torch.as_tensor(start.numbers)).numpy()
+    drift = np.einsum("i,sij->sj", masses, steps) / masses.sum()
+    np.testing.assert_allclose(drift, 0.0, atol=1e-12)
+    again = np.stack([f.positions for f in run_rollout(seed=1).frames_since(0)])
+    np.testing.assert_array_equal(again, positions)
+    other = np.stack([f.positions for f in run_rollout(seed=2).frames_since(0)])
+    assert not np.allclose(other, positions)
+
+
+def test_corrector_strength_is_a_linear_monotone_blend() -> None:
+    atoms = structure()
+    spy = Spy(lambda x, d: torch.ones_like(d))  # corrector: c = prior sample + (1, 1, 1) Å
+    sim = simulator(spy)
+    deltas = {}
+    for s in (0.0, 0.25, 0.5, 1.0):
+        state = sim.prepare(atoms, temperature_K=800.0, corrector_strength=s, seed=5)
+        deltas[s] = sim.propose(state)
+        if s == 0.0:
+            assert spy.times == []  # strength 0: the Corrector is not run
+    plain = simulator(None)
+    uncorrected = plain.propose(plain.prepare(atoms, temperature_K=800.0, seed=5))
+    torch.testing.assert_close(deltas[0.0], uncorrected, rtol=0, atol=0)
+    full = deltas[1.0] - deltas[0.0]
+    assert full.abs().max() > 0.01
+    for s in (0.25, 0.5):
+        torch.testing.assert_close(deltas[s] - deltas[0.0], s * full, rtol=0, atol=1e-12)
+    sizes = [float((deltas[s] - deltas[0.0]).norm()) for s in (0.0, 0.25, 0.5, 1.0)]
+    assert sizes == sorted(sizes)
+
+
+def test_prior_scale_knobs_scale_sigma_by_sqrt() -> None:
+    sim, atoms = simulator(), structure()
+    base = sim.prepare(atoms, temperature_K=800.0)
+    scaled = sim.prepare(atoms, temperature_K=800.0, prior_scale_li=4.0, prior_scale_frame=9.0)
+    is_li = torch.as_tensor(atoms.numbers) == 3
+    ratio = scaled.std_propagator / base.std_propagator
+    torch.testing.assert_close(ratio[is_li], torch.full((4,), 2.0, dtype=DTYPE))
+    torch.testing.assert_close(ratio[~is_li], torch.full((4,), 3.0, dtype=DTYPE))
+    torch.testing.assert_close(scaled.std_corrector, base.std_corrector)  # Corrector untouched
+    # with a zero model the step is the (CoM-free) prior sample: its spread follows σ
+    zero_sim = LiFlowSimulator(Spy(zero), None, PRIOR)
+    big = zero_sim.prepare(atoms, temperature_K=800.0, prior_scale_li=4.0, prior_scale_frame=4.0)
+    small = zero_sim.prepare(atoms, temperature_K=800.0)
+    torch.testing.assert_close(zero_sim.propose(big), 2.0 * zero_sim.propose(small))
+
+
+def test_divergence_keeps_earlier_frames() -> None:
+    calls = {"n": 0}
+
+    def nan_after_first_step(x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        return torch.zeros_like(d) if calls["n"] <= 3 else torch.full_like(d, torch.nan)
+
+    rollout = run_rollout(seed=0, sim=LiFlowSimulator(Spy(nan_after_first_step), None, PRIOR))
+    assert rollout.status == FAILED
+    assert rollout.n_frames == 2
+    err = rollout.error
+    assert isinstance(err, SimulationDiverged) and err.step == 2
+    assert "step 2" in str(err) and "non-finite" in str(err)
+    assert calls["n"] == 3 + 4 * 3  # one good step, then 1 + 3 retries of 3 flow steps
+
+
+def test_far_jumps_and_clashes_are_rejected() -> None:
+    atoms = structure()
+
+    def far(x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:  # atom 0 jumps 20 Å
+        v = torch.zeros_like(d)
+        v[0, 0] = 20.0
+        return v
+
+    jump = LiFlowSimulator(Spy(far), None, PRIOR)
+    with pytest.raises(SimulationDiverged, match="moved"):
+        jump.step(jump.prepare(atoms, temperature_K=800.0, flow_steps=1))
+    target = torch.as_tensor(atoms.positions[1] - atoms.positions[0])
+
+    def collapse(x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:  # atom 0 onto atom 1
+        v = -d.clone()
+        v[0] += target
+        return v
+
+    clash = LiFlowSimulator(Spy(collapse), None, PRIOR, max_retries=1)
+    with pytest.raises(SimulationDiverged, match="apart") as info:
+        clash.step(clash.prepare(atoms, temperature_K=800.0, flow_steps=1))
+    assert info.value.step == 1
+
+
+def test_input_checks() -> None:
+    sim = simulator(training_temperatures_K=[600.0, 1000.0], name="tiny-ckpt")
+    with pytest.raises(UnknownElementError, match=r"Fe.*tiny-ckpt"):
+        sim.prepare(structure(symbols="Li4O2Fe2"), temperature_K=800.0)
+    with pytest.warns(UserWarning, match="outside the training temperatures"):
+        sim.prepare(structure(), temperature_K=300.0)
+    with pytest.warns(UserWarning, match="no Li"):
+        sim.prepare(structure(symbols="O4S4"), temperature_K=800.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sim.prepare(structure(), temperature_K=800.0)
+    for bad in (0.0, -5.0):
+        with pytest.raises(MDConfigError, match="temperature"):
+            sim.prepare(structure(), temperature_K=bad)
+    with pytest.raises(MDConfigError, match="corrector_strength"):
+        sim.prepare(structure(), temperature_K=800.0, corrector_strength=1.5)
+
+
+def test_batch_of_structures_and_temperatures() -> None:
+    sim = simulator(tiny_model(1))
+    state = sim.prepare_batch([structure(), structure(shift=True)], [600.0, 1000.0], seed=2)
+    assert state.batch.tolist() == [0] * 8 + [1] * 8
+    ratio = state.std_propagator[8:] / state.std_propagator[:8]
+    torch.testing.assert_close(ratio, torch.full((8,), (1000 / 600) ** 0.5, dtype=DTYPE))
+    new = sim.step(state)
+    delta = (new.positions - state.positions).reshape(2, 8, 3)
+    masses = state.masses.reshape(2, 8, 1)
+    torch.testing.assert_close((masses * delta).sum(1), torch.zeros(2, 3, dtype=DTYPE))
+    assert sim.frame(new).positions.shape == (16, 3) and sim.frame(new).time_ps == 1.0
+
+
+def test_from_checkpoint_round_trip(tmp_path) -> None:
+    propagator, corrector = tiny_model(3).float(), tiny_model(4).float()
+    card = {
+        "family": "liflow",
+        "model": dataclasses.asdict(TINY),
+        "prior": dataclasses.asdict(PRIOR),
+        "prior_choice": {"li_large": False, "frame_large": False},
+        "training_temperatures_K": [600, 1000],
+        "time_step_ps": 2.0,
+    }
+    path = save_checkpoint(
+        "tiny", {"propagator": propagator, "corrector": corrector}, card, tmp_path
+    )
+    sim = LiFlowSimulator.from_checkpoint(path, device="cpu")
+    assert sim.name == "tiny" and sim.prior == PRIOR and sim.training_temperatures_K == (600, 1000)
+    for mine, theirs in ((sim.propagator, propagator), (sim.corrector, corrector)):
+        for key, value in theirs.state_dict().items():
+            assert torch.equal(mine.state_dict()[key], value)
+    direct = LiFlowSimulator(propagator, corrector, PRIOR, li_large=False, time_step_ps=2.0)
+    a = sim.step(sim.prepare(structure(), temperature_K=800.0, seed=1, flow_steps=2))
+    b = direct.step(direct.prepare(structure(), temperature_K=800.0, seed=1, flow_steps=2))
+    assert a.time_ps == 2.0
+    torch.testing.assert_close(a.positions, b.positions, rtol=0, atol=0)
