@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from explorer import __version__
+from explorer.cli_models import add_model_commands
 from explorer.errors import ExplorerError
 
 EXIT_USER_ERROR = 2
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_analyze(subparsers)
     _add_reference(subparsers)
     _add_data(subparsers)
+    add_model_commands(subparsers)
     return parser
 
 

@@ -1,0 +1,198 @@
+"""``accelmd rollout | train | checkpoints``: the model families on the command line.
+
+Each family registers its own sub-subcommand (``accelmd rollout liflow ...``);
+FlashMD and the CG simulator add theirs next to LiFlow's. Handlers only build
+arguments for ``explorer`` functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from explorer.errors import ExplorerError
+
+
+def add_model_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``rollout``, ``train`` and ``checkpoints``."""
+    rollout = subparsers.add_parser("rollout", help="generate a trajectory with a model family")
+    families = rollout.add_subparsers(dest="family", metavar="FAMILY", required=True)
+    _add_liflow_rollout(families)
+    train = subparsers.add_parser("train", help="train a model family on reference MD")
+    families = train.add_subparsers(dest="family", metavar="FAMILY", required=True)
+    _add_liflow_train(families)
+    listing = subparsers.add_parser("checkpoints", help="list bundled checkpoints")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=_run_checkpoints)
+
+
+# -- rollout liflow -----------------------------------------------------------
+def _add_liflow_rollout(families: argparse._SubParsersAction) -> None:
+    p = families.add_parser("liflow", help="LiFlow: flow-matching steps of 1 ps")
+    p.add_argument("--checkpoint", help="bundled name or a .json card (default: best bundled)")
+    p.add_argument("--material", required=True, help="catalogue name/formula or structure file")
+    p.add_argument("--temperature", type=float, required=True, help="K")
+    p.add_argument("--steps", type=int, required=True, help="LiFlow steps (1 ps each)")
+    p.add_argument("--out", required=True, help="output H5MD file (one frame per step)")
+    p.add_argument("--supercell", type=int, nargs=3, metavar="N", help="explicit repeats")
+    p.add_argument("--min-width", type=float, default=9.0, help="supercell rule, Å")
+    p.add_argument("--prior-scale-li", type=float, default=1.0, help="× trained Li prior σ²")
+    p.add_argument("--prior-scale-frame", type=float, default=1.0, help="× frame prior σ²")
+    p.add_argument("--corrector-strength", type=float, default=1.0, help="0 (off) … 1 (full)")
+    p.add_argument("--flow-steps", type=int, default=10, help="Euler steps per flow")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.set_defaults(handler=_run_liflow_rollout)
+
+
+def _run_liflow_rollout(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from explorer.liflow.simulate import LiFlowSimulator
+    from explorer.reference.jobs import reference_atoms
+    from explorer.session import FAILED, Rollout
+
+    atoms = reference_atoms(
+        args.material,
+        repeats=tuple(args.supercell) if args.supercell else None,
+        min_width=args.min_width,
+    )
+    name = args.checkpoint or _default_liflow_checkpoint(atoms.info.get("material"))
+    simulator = LiFlowSimulator.from_checkpoint(name, device=args.device)
+    knobs = {
+        "temperature_K": args.temperature,
+        "prior_scale_li": args.prior_scale_li,
+        "prior_scale_frame": args.prior_scale_frame,
+        "corrector_strength": args.corrector_strength,
+        "flow_steps": args.flow_steps,
+        "seed": args.seed,
+        "device": args.device,
+    }
+    metadata = {
+        "producer": "accelmd rollout liflow",
+        "checkpoint": name,
+        "material": atoms.info.get("material"),
+        "supercell": list(atoms.info.get("supercell", (1, 1, 1))),
+        "temperature_K": args.temperature,
+    }
+    rollout = Rollout(simulator, atoms, args.steps, knobs, out_path=args.out, metadata=metadata)
+    with tqdm(total=args.steps, desc="LiFlow", unit="step", file=sys.stderr) as bar:
+        rollout.subscribe(lambda index, frame: index and bar.update(1))
+        rollout.start()
+        rollout.join()
+    if rollout.status == FAILED:
+        error = rollout.error
+        kept = rollout.n_frames
+        if isinstance(error, ExplorerError):
+            raise type(error)(f"{error} ({kept} frames kept in {args.out})")
+        raise ExplorerError(f"rollout failed: {error} ({kept} frames kept in {args.out})")
+    print(f"{args.out}: {rollout.n_frames} frames, {rollout.progress().simulated_ps:g} ps")
+    return 0
+
+
+def _default_liflow_checkpoint(material: str | None) -> str:
+    """The bundled LiFlow checkpoint trained on ``material``, else the multi-material one."""
+    from explorer.checkpoints import list_checkpoints
+
+    cards = [c for c in list_checkpoints() if c.get("family") == "liflow"]
+    for card in cards:
+        if material and material in card.get("materials", []):
+            return card["name"]
+    for card in cards:
+        if len(card.get("materials", [])) > 1:
+            return card["name"]
+    raise ExplorerError(
+        "no bundled LiFlow checkpoint fits this material; pass --checkpoint NAME or FILE.json "
+        "(train one with `accelmd train liflow`)"
+    )
+
+
+# -- train liflow -------------------------------------------------------------
+def _add_liflow_train(families: argparse._SubParsersAction) -> None:
+    p = families.add_parser("liflow", help="train a LiFlow Propagator or Corrector")
+    p.add_argument("--data", nargs="+", required=True, help="reference H5MD files")
+    p.add_argument("--kind", choices=("propagator", "corrector"), default="propagator")
+    p.add_argument("--name", required=True, help="checkpoint name")
+    p.add_argument("--out-dir", default="checkpoints", help="where to write the checkpoint")
+    p.add_argument("--max-steps", type=int, default=125_000)
+    p.add_argument("--eval-every", type=int, default=1_250)
+    p.add_argument("--patience", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--features", type=int, default=64, help="model width F")
+    p.add_argument("--layers", type=int, default=3, help="message-passing layers")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--resume", action="store_true", help="continue from the saved state")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=_run_liflow_train)
+
+
+def _run_liflow_train(args: argparse.Namespace) -> int:
+    from explorer.liflow.model import FlowModelConfig
+    from explorer.liflow.train import TrainConfig, train
+
+    out_dir = Path(args.out_dir)
+    state = out_dir / f"{args.name}.state.pt"
+    config = TrainConfig(
+        kind=args.kind,
+        model=FlowModelConfig(num_features=args.features, num_layers=args.layers),
+        batch_size=args.batch_size,
+        lr=args.lr,
+        max_steps=args.max_steps,
+        eval_every=args.eval_every,
+        patience=args.patience,
+        seed=args.seed,
+        device=args.device,
+    )
+    result = train(
+        args.data,
+        config,
+        out_name=args.name,
+        out_dir=out_dir,
+        card_extra={"command": "accelmd " + " ".join(sys.argv[1:]), **_data_summary(args.data)},
+        resume_from=state if args.resume and state.exists() else None,
+        progress=not args.no_progress,
+    )
+    print(
+        f"{result.card_path}: best validation loss {result.best_val_loss:.4g} Å² at step "
+        f"{result.best_step} of {result.steps} ({result.wall_time_s:.0f} s)"
+    )
+    return 0
+
+
+def _data_summary(paths: list[str]) -> dict[str, list]:
+    """Materials and temperatures of the training files, for the model card."""
+    from explorer.h5md import read_h5md
+
+    materials, temperatures = [], []
+    for path in paths:
+        meta = read_h5md(path, frames=slice(0, 1)).metadata
+        materials.append(str(meta.get("material") or Path(path).stem.rpartition("_")[0]))
+        if meta.get("temperature_K") is not None:
+            temperatures.append(float(meta["temperature_K"]))
+    return {
+        "materials": sorted(set(materials)),
+        "training_temperatures_K": sorted(set(temperatures)),
+    }
+
+
+# -- checkpoints ----------------------------------------------------------------
+def _run_checkpoints(args: argparse.Namespace) -> int:
+    from explorer.checkpoints import list_checkpoints
+
+    cards = list_checkpoints()
+    if args.json:
+        print(json.dumps(cards, indent=2))
+        return 0
+    if not cards:
+        print("no bundled checkpoints yet (train one with `accelmd train liflow`)")
+    for card in cards:
+        materials = ", ".join(card.get("materials", [])) or "?"
+        print(
+            f"{card['name']}: {card.get('family', '?')} {card.get('kind', '')}, trained on "
+            f"{materials}; best validation loss {card.get('best_val_loss', float('nan')):.4g}"
+        )
+    return 0
