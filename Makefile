@@ -54,6 +54,7 @@ card: install
 bench: install
 	$(THREADS) $(PY) bench/reference_md.py
 	$(THREADS) $(PY) bench/bench_neighbors.py
+	$(THREADS) $(PY) bench/liflow_speed.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -1,0 +1,283 @@
+"""Speed of LiFlow rollouts against reference MLIP MD on this machine (not a test).
+
+Usage::
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/liflow_speed.py [--material LGPS]
+        [--supercell 2 2 1] [--steps 5] [--flow-steps 10] [--md-steps 10]
+        [--temperature 900] [--batch-steps 2] [--checkpoint NAME] [--no-md]
+
+Prints, for one cell (LGPS 2×2×1 = 200 atoms by default):
+
+* seconds per LiFlow step (one step = ``time_step_ps``, 1 ps) for Propagator + Corrector
+  and for the Propagator alone (Corrector strength 0, so it is not run), and the seconds
+  per simulated ns (= s/step × steps per ns);
+* the same simulated time with reference MD (CHGNet NVT, 2 fs): a short run of
+  ``--md-steps`` timed steps after 2 untimed ones (``bench/reference_md.py``), extrapolated
+  linearly to 1 ps (500 steps) and 1 ns (500 000 steps);
+* the speed-up, CHGNet seconds per ns / LiFlow seconds per ns (target >= 1000×; the LiFlow
+  paper reports about 400× against its MLIP on GPU);
+* batched throughput: one ``prepare_batch`` of 4 copies of the cell at 600/800/1000/1200 K
+  stepped ``--batch-steps`` times, against 4 sequential single rollouts of as many steps
+  (target >= 2×).
+
+Timing does not depend on the weights, so without ``--checkpoint`` the Propagator and
+Corrector are paper-size :class:`FlowModel` s (64 features, 20 RBF, 3 layers) with seeded
+random initialisation. For those the clash check (``min_distance_A``) is switched off
+(set to 1e-3 Å): an untrained model can put atoms close together and trigger re-samples
+that a trained model would not, which is not representative of the cost of a step. The
+remaining divergence checks still run and are part of the timed step; re-samples during
+the timed steps are counted and printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import warnings
+from collections.abc import Sequence
+
+import torch
+from ase import Atoms
+from reference_md import measure_reference_md  # bench/ (this script's folder) is on sys.path
+
+from explorer.device import resolve_device
+from explorer.liflow.model import FlowModel, FlowModelConfig
+from explorer.liflow.simulate import LiFlowSimulator, LiFlowState
+from explorer.materials import load_material, perpendicular_widths, supercell_repeats
+
+BATCH_TEMPERATURES_K = (600.0, 800.0, 1000.0, 1200.0)
+MD_WARMUP = 2
+NO_CLASH_CHECK_A = 1e-3  # min_distance_A for random weights: effectively no clash check
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def build_simulator(checkpoint: str | None, device: str, seed: int) -> tuple[LiFlowSimulator, str]:
+    """The simulator and a line describing its weights and clash check."""
+    if checkpoint:
+        sim = LiFlowSimulator.from_checkpoint(checkpoint, device=device)
+        return sim, (
+            f"weights: checkpoint {sim.name!r}; clash check on "
+            f"(min_distance_A = {sim.min_distance_A:g} Å)"
+        )
+    torch.manual_seed(seed)
+    config = FlowModelConfig()  # paper defaults: 64 features, 20 RBF, 3 layers
+    propagator, corrector = FlowModel(config), FlowModel(config)
+    sim = LiFlowSimulator(propagator, corrector, min_distance_A=NO_CLASH_CHECK_A)
+    n_params = sum(p.numel() for p in propagator.parameters())
+    return sim, (
+        f"weights: random init (seed {seed}), paper size ({config.num_features} features, "
+        f"{config.num_rbf} RBF, {config.num_layers} layers, cutoff {config.cutoff:g} Å, "
+        f"{n_params} parameters per module); clash check OFF (min_distance_A = "
+        f"{NO_CLASH_CHECK_A:g} Å) because untrained models may trigger unrepresentative "
+        "re-samples"
+    )
+
+
+def time_steps(
+    sim: LiFlowSimulator, state: LiFlowState, steps: int, device: str
+) -> tuple[float, int, LiFlowState]:
+    """Seconds for ``steps`` steps from ``state``, the re-samples among them, final state."""
+    retries = 0
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        state = sim.step(state)
+        retries += state.retries
+    _sync(device)
+    return time.perf_counter() - start, retries, state
+
+
+def time_liflow(
+    sim: LiFlowSimulator,
+    atoms: Atoms,
+    temperature_K: float,
+    corrector_strength: float,
+    steps: int,
+    flow_steps: int,
+    device: str,
+) -> tuple[float, int]:
+    """Mean seconds per step over ``steps`` steps after one untimed warm-up step."""
+    state = sim.prepare(
+        atoms,
+        temperature_K,
+        corrector_strength=corrector_strength,
+        flow_steps=flow_steps,
+        device=device,
+    )
+    state = sim.step(state)  # warm-up: allocator, graph code paths
+    seconds, retries, _ = time_steps(sim, state, steps, device)
+    return seconds / steps, retries
+
+
+def time_batched(
+    sim: LiFlowSimulator,
+    atoms: Atoms,
+    temperatures_K: Sequence[float],
+    steps: int,
+    flow_steps: int,
+    device: str,
+) -> tuple[float, float, int]:
+    """Seconds (prepare + steps) for one batched rollout and for len(T) sequential ones."""
+    kw = dict(flow_steps=flow_steps, device=device)
+    # Warm-up of the batched code path (batch vectors, per-structure cells).
+    sim.step(sim.prepare_batch([atoms] * len(temperatures_K), temperatures_K, **kw))
+    _sync(device)
+    start = time.perf_counter()
+    state = sim.prepare_batch([atoms] * len(temperatures_K), temperatures_K, **kw)
+    _, retries, _ = time_steps(sim, state, steps, device)
+    batched = time.perf_counter() - start
+    sequential = 0.0
+    for temperature in temperatures_K:
+        start = time.perf_counter()
+        state = sim.prepare(atoms, temperature, **kw)
+        _, r, _ = time_steps(sim, state, steps, device)
+        sequential += time.perf_counter() - start
+        retries += r
+    return batched, sequential, retries
+
+
+def md_min_width(cell, repeats: Sequence[int]) -> float | None:
+    """A ``min_width`` for which ``make_supercell`` repeats the cell exactly ``repeats``."""
+    widths = perpendicular_widths(cell)
+    lo = max((n - 1) * w for n, w in zip(repeats, widths, strict=True))
+    hi = min(n * w for n, w in zip(repeats, widths, strict=True))
+    if not lo < hi:
+        return None
+    width = 0.5 * (lo + hi)
+    return width if tuple(supercell_repeats(cell, width)) == tuple(repeats) else None
+
+
+def hms(seconds: float) -> str:
+    return f"{seconds:.4g} s = {seconds / 3600:.4g} h = {seconds / 86400:.4g} days"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--material", default="LGPS")
+    parser.add_argument("--supercell", type=int, nargs=3, default=[2, 2, 1], metavar="N")
+    parser.add_argument("--steps", type=int, default=5, help="timed LiFlow steps (+1 warm-up)")
+    parser.add_argument("--flow-steps", type=int, default=10, help="Euler steps per flow")
+    parser.add_argument("--md-steps", type=int, default=10, help=f"timed MD steps (+{MD_WARMUP})")
+    parser.add_argument("--md-timestep-fs", type=float, default=2.0)
+    parser.add_argument("--calculator", default="chgnet")
+    parser.add_argument("--temperature", type=float, default=900.0, help="K")
+    parser.add_argument("--batch-steps", type=int, default=2, help="steps per batched rollout")
+    parser.add_argument("--checkpoint", default=None, help="LiFlow checkpoint (default: random)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-md", action="store_true", help="skip the reference MD run")
+    args = parser.parse_args()
+    if min(args.steps, args.md_steps, args.batch_steps, args.flow_steps) < 1:
+        parser.error("--steps, --md-steps, --batch-steps and --flow-steps must be >= 1")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"chgnet\.")
+
+    device = resolve_device(args.device)
+    unit = load_material(args.material)
+    repeats = tuple(args.supercell)
+    atoms = unit.repeat(repeats)
+    print(
+        f"torch {torch.__version__}: {torch.get_num_threads()} threads "
+        f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}), device {device}"
+    )
+    print(
+        f"cell: {args.material} {'x'.join(map(str, repeats))} supercell of the "
+        f"{len(unit)}-atom catalogue cell = {len(atoms)} atoms ({atoms.get_chemical_formula()})"
+    )
+
+    sim, weights = build_simulator(args.checkpoint, device, args.seed)
+    print(weights)
+    steps_per_ns = 1000.0 / sim.time_step_ps
+    print(
+        f"LiFlow: {args.temperature:g} K, {args.flow_steps} flow steps per module, "
+        f"{sim.time_step_ps:g} ps per step, {args.steps} timed steps after 1 warm-up"
+    )
+    pc_step, pc_retries = time_liflow(
+        sim, atoms, args.temperature, 1.0, args.steps, args.flow_steps, device
+    )
+    p_step, p_retries = time_liflow(
+        sim, atoms, args.temperature, 0.0, args.steps, args.flow_steps, device
+    )
+    pc_ns, p_ns = pc_step * steps_per_ns, p_step * steps_per_ns
+    print(
+        f"  Propagator+Corrector: {pc_step:.4f} s/step, {pc_ns:.4g} s per simulated ns "
+        f"({pc_ns / 3600:.3g} h; re-samples in timed steps: {pc_retries})"
+    )
+    print(
+        f"  Propagator only     : {p_step:.4f} s/step, {p_ns:.4g} s per simulated ns "
+        f"({p_ns / 3600:.3g} h; re-samples in timed steps: {p_retries})"
+    )
+
+    if args.no_md:
+        print("reference MD: skipped (--no-md)")
+    else:
+        width = md_min_width(unit.cell[:], repeats)
+        scaled = width is None
+        if scaled:  # no single min_width gives these repeats: time a larger cell, scale per atom
+            widths = perpendicular_widths(unit.cell[:])
+            width = max(n * w for n, w in zip(repeats, widths, strict=True))
+        cost = measure_reference_md(
+            args.material,
+            min_width=width,
+            calculator=args.calculator,
+            device=args.device,
+            timestep_fs=args.md_timestep_fs,
+            steps=args.md_steps,
+            warmup=MD_WARMUP,
+            temperature_K=args.temperature,
+        )
+        md_step = 1.0 / cost.steps_per_second
+        print(
+            f"reference MD: {cost.calculator} NVT (Nosé–Hoover chain) on {cost.n_atoms} atoms, "
+            f"{cost.device}, {cost.timestep_fs:g} fs, {args.temperature:g} K: measured "
+            f"{cost.steps} steps in {cost.seconds:.3f} s after {MD_WARMUP} warm-up"
+        )
+        if scaled:
+            md_step *= len(atoms) / cost.n_atoms
+            print(
+                f"  (no make_supercell width gives {repeats}; scaled linearly in atom count "
+                f"{cost.n_atoms} -> {len(atoms)})"
+            )
+        steps_per_ps = 1000.0 / cost.timestep_fs
+        md_ps = md_step * steps_per_ps
+        md_ns = md_ps * 1000.0
+        print(f"  {md_step:.4f} s/step (measured)")
+        print(f"  {md_ps:.4g} s/ps  (extrapolated: x {steps_per_ps:g} steps per ps)")
+        print(f"  {hms(md_ns)} per ns (extrapolated: x {steps_per_ps * 1000:g} steps per ns)")
+        print(
+            f"speed-up ({cost.calculator} s/ns / LiFlow s/ns): Propagator+Corrector "
+            f"{md_ns / pc_ns:.4g}x, Propagator only {md_ns / p_ns:.4g}x "
+            f"(target >= 1000x; paper ~400x vs its MLIP on GPU) -> "
+            f"{'met' if md_ns / pc_ns >= 1000 else 'NOT met'}"
+        )
+
+    temps = BATCH_TEMPERATURES_K
+    batched, sequential, b_retries = time_batched(
+        sim, atoms, temps, args.batch_steps, args.flow_steps, device
+    )
+    n = len(temps)
+    ratio = sequential / batched
+    print(
+        f"batched: {n} x {len(atoms)} atoms at {'/'.join(f'{t:g}' for t in temps)} K, "
+        f"{args.batch_steps} steps each (prepare + steps, after 1 warm-up batched step)"
+    )
+    print(
+        f"  one prepare_batch rollout: {batched:.3f} s "
+        f"({n * args.batch_steps * sim.time_step_ps / batched:.4g} simulated ps/s)"
+    )
+    print(
+        f"  {n} sequential rollouts  : {sequential:.3f} s "
+        f"({n * args.batch_steps * sim.time_step_ps / sequential:.4g} simulated ps/s)"
+    )
+    print(
+        f"  throughput ratio sequential/batched: {ratio:.3g}x (target >= 2x) -> "
+        f"{'met' if ratio >= 2 else 'NOT met'}; re-samples: {b_retries}"
+    )
+
+
+if __name__ == "__main__":
+    main()
