@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import importlib.metadata
 import io
 import json
@@ -39,6 +38,7 @@ import numpy as np
 from ase import Atoms
 
 from explorer import __version__ as _EXPLORER_VERSION
+from explorer.checkpoints import sha256_of as _sha256
 from explorer.errors import CalculatorError
 
 if TYPE_CHECKING:
@@ -82,14 +82,6 @@ def _package_version(distribution: str) -> str:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @contextlib.contextmanager
