@@ -121,6 +121,7 @@ def split_pairs(
 ) -> tuple[PairIndex, PairIndex]:
     """Training and validation pairs: the last fraction of each trajectory validates.
 
+    The tail is at least two Δτ long (so it holds at least Δτ worth of pairs).
     A pair belongs to validation when both of its frames lie in the tail, and
     to training when both lie before it; pairs straddling the boundary are
     dropped so the two sets share no frame.
@@ -130,7 +131,10 @@ def split_pairs(
     train, valid = [], []
     for k, src in enumerate(sources):
         n = src.positions.shape[0]
-        boundary = n - round(validation_fraction * n)
+        # The tail must hold at least one Δτ of pairs, or a 10 % tail of a 10 ps
+        # run (exactly one Δτ) would hold no validation pair at all.
+        tail = max(round(validation_fraction * n), 2 * src.lag_frames) if validation_fraction else 0
+        boundary = n - min(tail, n)
         starts = np.arange(src.n_pairs)
         ends = starts + src.lag_frames
         train.append((k, starts[ends < boundary]))

@@ -48,12 +48,19 @@ def test_pairs_are_displacements_one_ps_apart():
 
 
 def test_training_and_validation_share_no_frame():
-    src = source_from_trajectory(walk(200, 2), "walk")
+    src = source_from_trajectory(walk(400, 2), "walk")
     train, valid = split_pairs([src], validation_fraction=0.3)
-    boundary = 200 - 60
+    boundary = 400 - 120
     assert np.all(train.start + src.lag_frames < boundary)
-    assert np.all(valid.start >= boundary) and len(valid) == 60 - src.lag_frames
+    assert np.all(valid.start >= boundary) and len(valid) == 120 - src.lag_frames
     assert len(train) == boundary - src.lag_frames
+
+
+def test_validation_tail_holds_at_least_one_delta_tau_of_pairs():
+    # 10 ps at 20 fs: a 10 % tail is exactly one Δτ and would hold no pair.
+    src = source_from_trajectory(walk(501, 3), "walk")
+    _, valid = split_pairs([src], validation_fraction=0.1)
+    assert len(valid) == src.lag_frames  # the tail grew to 2 Δτ
 
 
 def test_sampling_balances_compositions():
