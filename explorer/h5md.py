@@ -13,7 +13,8 @@ Layout (H5MD 1.1, https://www.nongnu.org/h5md/h5md.html)::
         position/{value,step,time}   (frames, atoms, 3) float32 unwrapped Å; step; ps
         velocity/{value,step,time}   optional, Å/ps
         momentum/{value,step,time}   optional, amu·Å/ps (an extension; H5MD allows them)
-    observables/<name>/{value,step,time}   per-frame scalars in eV (energies)
+    observables/<name>/{value,step,time}   per-frame scalars: energies in eV,
+                               others in the unit of ``OBSERVABLE_UNITS``
     parameters/                attrs: metadata (scalars as attrs, all of it as JSON
                                in the ``accelmd_metadata`` attribute)
     accelmd_restart/           optional: the full simulation state after the last
@@ -51,6 +52,8 @@ RESTART = "accelmd_restart"  # not part of H5MD; readers ignore unknown root gro
 UNITS = {"position": "Angstrom", "velocity": "Angstrom ps-1", "momentum": "amu Angstrom ps-1"}
 TIME_UNIT = "ps"
 ENERGY_UNIT = "eV"
+# Units of observables that are not energies (the default); matched by name.
+OBSERVABLE_UNITS = {"temperature": "K", "max_displacement_A": "Angstrom", "step": "", "retries": ""}
 _VECTOR_ELEMENTS = ("position", "velocity", "momentum")
 # No HDF5 file locks, so that a trajectory can be read (by the UI, or by
 # `accelmd analyze`) while a simulation still appends to it. Each append is
@@ -213,7 +216,8 @@ class H5MDWriter:
         if path not in self._file:
             if self.n_frames > 0:
                 raise TrajectoryError(f"observable {key!r} must be given from the first frame on")
-            _create_time_series(self._file, path, (), np.float64, ENERGY_UNIT)
+            unit = OBSERVABLE_UNITS.get(key, ENERGY_UNIT)
+            _create_time_series(self._file, path, (), np.float64, unit)
         return self._file[path]
 
 

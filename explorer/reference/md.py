@@ -338,7 +338,6 @@ class _Run:
             energies["conserved_energy"] = (
                 epot + ekin + self.dyn._thermostat.get_thermostat_energy()
             )
-        first = self.writer.n_frames == 0
         self.writer.append(
             # ASE integrators never wrap positions; these are the unwrapped ones.
             atoms.get_positions(wrap=False),
@@ -348,9 +347,6 @@ class _Run:
             momenta=to_per_ps(atoms.get_momenta()) if cfg.record_momenta else None,
             energies=energies,
         )
-        if first:
-            # H5MDWriter labels every observable eV; temperature is in K.
-            self.writer._file["observables/temperature/value"].attrs["unit"] = "K"
 
     def _checkpoint(self) -> None:
         """Save the exact state, then reset the calculator (see the module docstring)."""
