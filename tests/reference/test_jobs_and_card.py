@@ -205,3 +205,17 @@ def test_card_rows_and_arrhenius_recompute_from_files(tmp_path):
     card = write_card(tmp_path).read_text()
     assert "LGPS_1200K.h5" in card and "| LGPS |" in card
     assert (tmp_path / "arrhenius.png").stat().st_size > 1000
+
+
+def test_card_marks_running_runs_and_lists_pending_ones(tmp_path):
+    for i, t in enumerate([600.0, 800.0]):
+        synthetic_reference(tmp_path, "LGPS", t, 0.05 * (i + 1), seed=i)
+    running = tmp_path / "LGPS_800K.h5"
+    traj = read_h5md(running)
+    traj.metadata["status"] = "running"
+    traj.save(running)
+    rows = [trajectory_row(tmp_path / f"LGPS_{t}K.h5", "train") for t in (600, 800)]
+    assert [r.complete for r in rows] == [True, False]
+    assert arrhenius_by_material(rows) == {}  # one finished temperature: no fit
+    card = write_card(tmp_path).read_text()
+    assert "LGPS_800K.h5 (running)" in card and "Li3N_600K.h5" in card.split("Not generated")[1]
