@@ -23,6 +23,9 @@ def add_model_commands(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser("train", help="train a model family on reference MD")
     families = train.add_subparsers(dest="family", metavar="FAMILY", required=True)
     _add_liflow_train(families)
+    evaluate = subparsers.add_parser("eval", help="score a model family against reference MD")
+    families = evaluate.add_subparsers(dest="family", metavar="FAMILY", required=True)
+    _add_liflow_eval(families)
     listing = subparsers.add_parser("checkpoints", help="list bundled checkpoints")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(handler=_run_checkpoints)
@@ -107,6 +110,73 @@ def _default_liflow_checkpoint(material: str | None) -> str:
         "no bundled LiFlow checkpoint fits this material; pass --checkpoint NAME or FILE.json "
         "(train one with `accelmd train liflow`)"
     )
+
+
+# -- eval liflow --------------------------------------------------------------
+def _add_liflow_eval(families: argparse._SubParsersAction) -> None:
+    p = families.add_parser("liflow", help="LiFlow rollouts from reference first frames")
+    p.add_argument("--checkpoint", required=True, help="bundled name or a .json card")
+    p.add_argument(
+        "--references",
+        nargs="+",
+        help="reference H5MD files (default: the bundled ones of the checkpoint's materials)",
+    )
+    p.add_argument("--seeds", type=int, default=3, help="rollouts per reference")
+    p.add_argument("--steps", type=int, help="LiFlow steps (default: the reference length)")
+    p.add_argument("--corrector-strength", type=float, default=1.0)
+    p.add_argument("--flow-steps", type=int, default=10)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p.set_defaults(handler=_run_liflow_eval)
+
+
+def _run_liflow_eval(args: argparse.Namespace) -> int:
+    from explorer.h5md import read_h5md
+    from explorer.liflow.evaluate import evaluate
+    from explorer.liflow.simulate import LiFlowSimulator
+
+    simulator = LiFlowSimulator.from_checkpoint(args.checkpoint, device=args.device)
+    paths = args.references or _bundled_references(simulator.name, args.checkpoint)
+    references = [read_h5md(path) for path in paths]
+    knobs = {
+        "corrector_strength": args.corrector_strength,
+        "flow_steps": args.flow_steps,
+        "device": args.device,
+    }
+    report = evaluate(
+        simulator, references, knobs, n_seeds=args.seeds, steps=args.steps,
+        step_ps=simulator.time_step_ps,
+    )  # fmt: skip
+    if args.json:
+        print(report.to_json())
+        return 0
+    summary = report.summary
+    print(
+        f"{len(report.records)} rollouts: log10 MSD_Li MAE {summary['mae_log10_msd_li']:.3f}, "
+        f"Spearman {summary['spearman_li']:.3f}; RDF MAE {summary['rdf_mae']:.3f}; "
+        f"stable {100 * summary['stable_fraction']:.0f} %"
+    )
+    return 0
+
+
+def _bundled_references(name: str, checkpoint: str) -> list[Path]:
+    """Reference files of the checkpoint's training materials, at every temperature."""
+    from explorer.checkpoints import read_card
+    from explorer.reference.dataset import available_references, reference_path
+
+    materials = read_card(checkpoint).get("materials", [])
+    found = available_references()
+    paths = [
+        reference_path(material, temperature)
+        for material in materials
+        for temperature in found.get(material, [])
+    ]
+    if not paths:
+        raise ExplorerError(
+            f"no bundled reference trajectories for {name} (materials {materials}); "
+            "pass --references FILES"
+        )
+    return [p for p in paths if p is not None]
 
 
 # -- train liflow -------------------------------------------------------------

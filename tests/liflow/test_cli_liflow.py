@@ -97,3 +97,63 @@ def test_rollout_without_a_checkpoint_says_what_to_do(tmp_path, capsys):
     )
     assert code == 2
     assert "accelmd train liflow" in capsys.readouterr().err
+
+
+def test_eval_reports_metrics_against_references(tmp_path, capsys):
+    import json
+
+    traj = brownian_trajectory(0.2, n_atoms=8, n_frames=600, dt_ps=0.02, frame_atoms=4, seed=1)
+    traj.metadata.update(material="toy", temperature_K=800.0)
+    data = traj.save(tmp_path / "toy_800K.h5")
+    assert (
+        main(
+            [
+                "train",
+                "liflow",
+                "--data",
+                str(data),
+                "--name",
+                "tiny",
+                "--out-dir",
+                str(tmp_path),
+                "--max-steps",
+                "2",
+                "--eval-every",
+                "2",
+                "--features",
+                "8",
+                "--layers",
+                "1",
+                "--batch-size",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "eval",
+                "liflow",
+                "--checkpoint",
+                str(tmp_path / "tiny.json"),
+                "--references",
+                str(data),
+                "--seeds",
+                "1",
+                "--steps",
+                "3",
+                "--flow-steps",
+                "2",
+                "--corrector-strength",
+                "0",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert report["summary"]["n_records"] == 1
+    assert report["records"][0]["temperature_K"] == 800.0
