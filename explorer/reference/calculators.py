@@ -368,12 +368,30 @@ def _make_chgnet(
 ) -> Calculator:
     _check_options("chgnet", options, _CHGNET_OPTIONS)
     resolved = resolve_device(device)
-    from chgnet.model.dynamics import CHGNetCalculator
-
     with _quiet_stdout():
         net, label, sha = _load_chgnet(model, resolved)
-        calc = CHGNetCalculator(model=net, use_device=resolved, **options)
+        calc = _lean_chgnet_class()(model=net, use_device=resolved, **options)
     return _tag(calc, _metadata("chgnet", label, resolved, sha))
+
+
+def _lean_chgnet_class() -> type:
+    """A CHGNetCalculator that evaluates only what was asked for.
+
+    The stock calculator always runs task ``"efsm"``: the stress is a second
+    backward pass through the network, which doubles the cost of an MD step
+    that never reads it (measured 0.35 → 0.17 s per LGPS step on one core).
+    Stress and magnetic moments are still computed whenever requested.
+    """
+    from chgnet.model.dynamics import CHGNetCalculator
+
+    class LeanCHGNetCalculator(CHGNetCalculator):
+        def calculate(self, atoms=None, properties=None, system_changes=None, task=None):
+            if task is None:
+                wanted = set(properties or ("energy", "forces"))
+                task = "efsm" if wanted & {"stress", "magmoms"} else "ef"
+            super().calculate(atoms, properties, system_changes, task=task)
+
+    return LeanCHGNetCalculator
 
 
 def _load_chgnet(model: object, device: str) -> tuple[Any, str, str]:

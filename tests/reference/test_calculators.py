@@ -180,6 +180,23 @@ def test_chgnet_energy_forces_stress(chgnet_calc) -> None:
     check_elements("chgnet", atoms)
 
 
+def test_chgnet_skips_stress_unless_asked_and_matches_stock_calculator(chgnet_calc) -> None:
+    from chgnet.model.dynamics import CHGNetCalculator
+
+    atoms = bulk("SLi2", "fluorite", a=5.71, cubic=True)
+    atoms.rattle(stdev=0.05, seed=3)
+    stock = atoms.copy()
+    atoms.calc = chgnet_calc
+    stock.calc = CHGNetCalculator(model=chgnet_calc.model, use_device="cpu")
+    # An MD step asks only for forces; the lean calculator then leaves stress out...
+    np.testing.assert_array_equal(atoms.get_forces(), stock.get_forces())
+    assert "stress" not in chgnet_calc.results
+    assert atoms.get_potential_energy() == stock.get_potential_energy()
+    # ...and computes it, identical to the stock calculator, when it is requested.
+    np.testing.assert_array_equal(atoms.get_stress(), stock.get_stress())
+    assert atoms.get_magnetic_moments().shape == (len(atoms),)
+
+
 def test_chgnet_rotation_invariance(chgnet_calc) -> None:
     atoms = li2s_primitive()
     atoms.calc = chgnet_calc
