@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # oversubscribed threads made MD tests ~5x slower.
 THREADS := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: install test test-fast lint format materials catalogue data card bench clean
+.PHONY: install test test-fast lint format materials catalogue data card train bench clean
 
 install: $(STAMP)
 
@@ -50,6 +50,12 @@ data: install
 
 card: install
 	$(VENV)/bin/accelmd data --card
+
+# The bundled LiFlow checkpoints (per training material + multi-material), trained on
+# the reference dataset, combined with the prior classifier and evaluated into their
+# model cards. Resumable: finished stages are reused (work files in build/liflow/).
+train: install
+	$(THREADS) $(VENV)/bin/accelmd train liflow --bundle all
 
 bench: install
 	$(THREADS) $(PY) bench/reference_md.py

@@ -129,6 +129,24 @@ def load_checkpoint(name_or_path: str | Path, directory: Path = CHECKPOINT_DIR) 
     return Checkpoint(name=card.get("name", card_path.stem), card=card, state_dicts=state_dicts)
 
 
+def update_card(
+    name_or_path: str | Path, updates: dict[str, Any], directory: Path = CHECKPOINT_DIR
+) -> Path:
+    """Merge ``updates`` into a checkpoint's model card; the weights are not touched.
+
+    Used to add evaluation results after training. The weights' sha256 is verified
+    first, so a card is never attached to weights it does not describe.
+    """
+    card_path = resolve(name_or_path, directory)
+    card = load_checkpoint(card_path).card
+    protected = {"name", "weights_file", "weights_sha256"} & set(updates)
+    if protected:
+        raise CheckpointError(f"cannot update {', '.join(sorted(protected))} of a model card")
+    card.update(updates)
+    card_path.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    return card_path
+
+
 def list_checkpoints(directory: Path = CHECKPOINT_DIR) -> list[dict[str, Any]]:
     """Model cards of every checkpoint in ``directory`` (sorted by name)."""
     return [read_card(p) for p in sorted(directory.glob(f"*{CARD_SUFFIX}"))]

@@ -181,14 +181,25 @@ def _bundled_references(name: str, checkpoint: str) -> list[Path]:
 
 # -- train liflow -------------------------------------------------------------
 def _add_liflow_train(families: argparse._SubParsersAction) -> None:
-    p = families.add_parser("liflow", help="train a LiFlow Propagator or Corrector")
-    p.add_argument("--data", nargs="+", required=True, help="reference H5MD files")
+    p = families.add_parser(
+        "liflow",
+        help="train a LiFlow Propagator or Corrector, or build the bundled checkpoints",
+        description="Either --data FILES --name NAME (one module), or --bundle NAMES|all "
+        "(Propagator + Corrector + prior classifier on the reference dataset, combined, "
+        "evaluated; what `make train` runs). Unset numbers take the mode's defaults.",
+    )
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--data", nargs="+", help="reference H5MD files")
+    mode.add_argument(
+        "--bundle", nargs="+", metavar="NAME", help="bundled checkpoint(s) to build, or 'all'"
+    )
     p.add_argument("--kind", choices=("propagator", "corrector"), default="propagator")
-    p.add_argument("--name", required=True, help="checkpoint name")
-    p.add_argument("--out-dir", default="checkpoints", help="where to write the checkpoint")
-    p.add_argument("--max-steps", type=int, default=125_000)
-    p.add_argument("--eval-every", type=int, default=1_250)
-    p.add_argument("--patience", type=int, default=10)
+    p.add_argument("--name", help="checkpoint name (with --data)")
+    p.add_argument("--out-dir", help="where to write (default: checkpoints | sample_data/…)")
+    p.add_argument("--max-steps", type=int, help="(Propagator) optimizer steps at most")
+    p.add_argument("--corrector-steps", type=int, help="--bundle: Corrector steps at most")
+    p.add_argument("--eval-every", type=int)
+    p.add_argument("--patience", type=int)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--features", type=int, default=64, help="model width F")
@@ -201,19 +212,23 @@ def _add_liflow_train(families: argparse._SubParsersAction) -> None:
 
 
 def _run_liflow_train(args: argparse.Namespace) -> int:
+    if args.bundle:
+        return _run_liflow_bundle(args)
     from explorer.liflow.model import FlowModelConfig
     from explorer.liflow.train import TrainConfig, train
 
-    out_dir = Path(args.out_dir)
+    if not args.name:
+        raise ExplorerError("--data needs --name (the checkpoint name)")
+    out_dir = Path(args.out_dir or "checkpoints")
     state = out_dir / f"{args.name}.state.pt"
     config = TrainConfig(
         kind=args.kind,
         model=FlowModelConfig(num_features=args.features, num_layers=args.layers),
         batch_size=args.batch_size,
         lr=args.lr,
-        max_steps=args.max_steps,
-        eval_every=args.eval_every,
-        patience=args.patience,
+        max_steps=args.max_steps or 125_000,
+        eval_every=args.eval_every or 1_250,
+        patience=args.patience or 10,
         seed=args.seed,
         device=args.device,
     )
@@ -230,6 +245,30 @@ def _run_liflow_train(args: argparse.Namespace) -> int:
         f"{result.card_path}: best validation loss {result.best_val_loss:.4g} Å² at step "
         f"{result.best_step} of {result.steps} ({result.wall_time_s:.0f} s)"
     )
+    return 0
+
+
+def _run_liflow_bundle(args: argparse.Namespace) -> int:
+    from explorer.checkpoints import CHECKPOINT_DIR
+    from explorer.liflow.bundle import BundleSettings, build_bundles
+
+    defaults = BundleSettings()
+    settings = BundleSettings(
+        features=args.features,
+        layers=args.layers,
+        propagator_steps=args.max_steps or defaults.propagator_steps,
+        corrector_steps=args.corrector_steps or defaults.corrector_steps,
+        eval_every=args.eval_every or defaults.eval_every,
+        patience=args.patience or defaults.patience,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+    )
+    names = None if args.bundle == ["all"] else args.bundle
+    out_dir = Path(args.out_dir) if args.out_dir else CHECKPOINT_DIR
+    for path in build_bundles(names, settings, out_dir=out_dir, progress=not args.no_progress):
+        print(f"{path}: built")
     return 0
 
 

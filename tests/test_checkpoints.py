@@ -11,6 +11,7 @@ from explorer.checkpoints import (
     load_checkpoint,
     read_card,
     save_checkpoint,
+    update_card,
 )
 
 
@@ -54,3 +55,26 @@ def test_missing_and_malformed(tmp_path):
         load_checkpoint("toy", tmp_path)
     with pytest.raises(CheckpointError, match="invalid"):
         save_checkpoint("../evil", modules(), {}, tmp_path)
+
+
+def test_update_card_merges_fields_and_keeps_the_weights_hash(tmp_path):
+    save_checkpoint("toy", modules(), {"family": "liflow", "best_val_loss": 0.5}, tmp_path)
+    before = read_card("toy", tmp_path)
+    update_card("toy", {"evaluation": {"rdf_mae": 0.04}}, tmp_path)
+    after = read_card("toy", tmp_path)
+    assert after["evaluation"] == {"rdf_mae": 0.04} and after["best_val_loss"] == 0.5
+    assert after["weights_sha256"] == before["weights_sha256"]
+    load_checkpoint("toy", tmp_path)  # still verifies
+    with pytest.raises(CheckpointError, match="weights_sha256"):
+        update_card("toy", {"weights_sha256": "0" * 64}, tmp_path)
+
+
+def test_update_card_refuses_a_card_whose_weights_changed(tmp_path):
+    save_checkpoint("toy", modules(), {"family": "liflow"}, tmp_path)
+    weights = tmp_path / "toy.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256"):
+        update_card("toy", {"evaluation": {}}, tmp_path)
+    assert "evaluation" not in read_card("toy", tmp_path)

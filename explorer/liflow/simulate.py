@@ -19,6 +19,9 @@ checkpoint card says otherwise):
 
 The Propagator prior σ_P is the card's prior (adaptive, Maxwell–Boltzmann or isotropic)
 with the user's variance multipliers λ_Li, λ_frame (``σ² ← λ σ²``, 1 = as trained); the
+adaptive prior's small/large scale of each group is chosen per structure and temperature
+by the checkpoint's prior classifier (LiFlow §IV.3) when it bundles one, else fixed by the
+card's ``prior_choice``; the
 Corrector prior σ_C is the card's small uniform Maxwell–Boltzmann prior, not scaled by the
 knobs. Several structures (replicas, temperatures) can run in one graph with
 :meth:`LiFlowSimulator.prepare_batch`.
@@ -41,6 +44,7 @@ from ase.data import chemical_symbols
 from explorer.checkpoints import CHECKPOINT_DIR, CheckpointError, load_checkpoint
 from explorer.device import resolve_device
 from explorer.errors import MDConfigError, SimulationDiverged, UnknownElementError
+from explorer.liflow.classifier import FEATURE_DIM, PriorSelector
 from explorer.liflow.model import FlowModel, FlowModelConfig
 from explorer.liflow.prior import (
     LITHIUM_Z,
@@ -113,6 +117,7 @@ class LiFlowState:
     time_ps: float = 0.0
     max_displacement_A: float = 0.0
     retries: int = 0
+    prior_choices: tuple[dict[str, bool], ...] = ()
 
 
 class LiFlowSimulator:
@@ -122,7 +127,9 @@ class LiFlowSimulator:
         propagator, corrector: trained :class:`FlowModel` s (corrector may be None).
         prior: the Propagator prior settings (its :meth:`PriorConfig.corrector` is the
             Corrector prior).
-        li_large, frame_large: the adaptive prior's small/large choice per group.
+        li_large, frame_large: the adaptive prior's small/large choice per group, used
+            when there is no ``selector``.
+        selector: the prior classifier choosing small/large per structure and temperature.
         time_step_ps: Δτ of one LiFlow step in ps.
         training_temperatures_K: temperatures seen in training (for the extrapolation
             warning); None skips the check.
@@ -143,6 +150,7 @@ class LiFlowSimulator:
         max_step_A: float = 10.0,
         min_distance_A: float = 0.5,
         max_retries: int = 3,
+        selector: PriorSelector | None = None,
     ) -> None:
         self.propagator = propagator.eval()
         self.corrector = corrector.eval() if corrector is not None else None
@@ -154,6 +162,7 @@ class LiFlowSimulator:
         self.name = name
         self.max_step_A, self.min_distance_A = float(max_step_A), float(min_distance_A)
         self.max_retries = int(max_retries)
+        self.selector = selector.eval() if selector is not None else None
 
     @classmethod
     def from_checkpoint(
@@ -165,7 +174,7 @@ class LiFlowSimulator:
         ``models: {"propagator": ..., "corrector": ...}``; ``prior`` (PriorConfig kwargs);
         optional ``prior_choice: {"li_large", "frame_large"}``, ``time_step_ps`` (1.0) and
         ``training_temperatures_K``. Weights: modules ``propagator`` and, optionally,
-        ``corrector``.
+        ``corrector`` and ``selector`` (the prior classifier, card field ``selector``).
         """
         ckpt = load_checkpoint(name_or_path, directory)
         if ckpt.family != "liflow":
@@ -190,6 +199,7 @@ class LiFlowSimulator:
             time_step_ps=float(card.get("time_step_ps", 1.0)),
             training_temperatures_K=card.get("training_temperatures_K"),
             name=ckpt.name,
+            selector=_build_selector(ckpt.name, card, ckpt.state_dicts.get("selector")),
         )
 
     # -- protocol --------------------------------------------------------------------
@@ -242,8 +252,13 @@ class LiFlowSimulator:
             batch = torch.repeat_interleave(torch.arange(len(atoms_list), device=dev), sizes)
         t = torch.tensor(temps, dtype=torch.float64, device=dev)
         std_kw = dict(batch=batch, dtype=dtype)
+        choices = self.prior_choices(atoms_list, temps)
+        li_large = torch.tensor([c["li"] for c in choices], device=dev)
+        frame_large = torch.tensor([c["frame"] for c in choices], device=dev)
+        if batch is None:
+            li_large, frame_large = li_large[0], frame_large[0]
         std_p = prior_std(
-            numbers, t, self.prior, self.li_large, self.frame_large,
+            numbers, t, self.prior, li_large, frame_large,
             prior_scale_li, prior_scale_frame, **std_kw,
         )  # fmt: skip
         std_c = prior_std(numbers, t, self.prior.corrector(), **std_kw)
@@ -263,7 +278,24 @@ class LiFlowSimulator:
             flow_steps=int(flow_steps),
             corrector_strength=float(corrector_strength),
             time_step_ps=self.time_step_ps,
+            prior_choices=tuple(choices),
         )
+
+    def prior_choices(
+        self, atoms_list: Sequence[Atoms], temperatures_K: Sequence[float]
+    ) -> list[dict[str, bool]]:
+        """The adaptive prior's ``{"li": large, "frame": large}`` for each structure.
+
+        From the bundled classifier when there is one (CHGNet features of the structure
+        and its temperature), else the card's fixed choice.
+        """
+        fixed = {"li": self.li_large, "frame": self.frame_large}
+        if self.selector is None:
+            return [dict(fixed) for _ in atoms_list]
+        return [
+            {**fixed, **self.selector.predict(atoms, float(t))}
+            for atoms, t in zip(atoms_list, temperatures_K, strict=True)
+        ]
 
     def step(self, state: LiFlowState) -> LiFlowState:
         """One Propagator–Corrector step (module doc); a new state, the old is untouched.
@@ -409,6 +441,18 @@ def _build_model(name: str, card: dict, key: str, state_dict: dict) -> FlowModel
     except RuntimeError as exc:
         raise CheckpointError(f"{name}: {key} weights do not match its config ({exc})") from exc
     return model.eval()
+
+
+def _build_selector(name: str, card: dict, state_dict: dict | None) -> PriorSelector | None:
+    if state_dict is None:
+        return None
+    info = card.get("selector") or {}
+    selector = PriorSelector(int(info.get("in_dim", FEATURE_DIM)), info.get("thresholds_A2_ps"))
+    try:
+        selector.load_state_dict(state_dict, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{name}: prior classifier weights do not match ({exc})") from exc
+    return selector.eval()
 
 
 def _prior_config(fields: dict) -> PriorConfig:

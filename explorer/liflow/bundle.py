@@ -1,0 +1,512 @@
+"""The bundled LiFlow checkpoints: plan, train, combine and evaluate (``make train``).
+
+One bundled checkpoint ``liflow_<material>`` per training material of the reference
+dataset (:data:`explorer.reference.dataset.REFERENCE_RUNS`, split ``"train"``), like the
+paper's LGPS and LPS models, and ``liflow_multi`` trained on all of them. Building one:
+
+1. **Prior labels.** Every training trajectory gets the adaptive prior's small/large
+   choice per group from its own MSD (:func:`~explorer.liflow.classifier.msd_rate_labels`):
+   the Propagator is trained with the prior that the classifier will pick at inference.
+2. **Classifier.** One :class:`~explorer.liflow.classifier.PriorSelector` is fitted on the
+   first frames of *all* training trajectories (the paper's classifier is universal too)
+   and scored on the held-out split; every bundle carries it.
+3. **Propagator, Corrector.** :func:`explorer.liflow.train.train` on the material's
+   training files, each resumable from its training state in ``work_dir``.
+4. **Combine** into one checkpoint (modules ``propagator``, ``corrector``, ``selector``)
+   whose card holds both training records, the training files and their sha256.
+5. **Evaluate** (:func:`~explorer.liflow.evaluate.evaluate`) from the first frame of every
+   reference of the bundle's materials, and for ``liflow_multi`` also of the held-out
+   split, reported separately; for LGPS also the knob study (prior scale × Corrector
+   strength). The results are merged into the card.
+
+Every stage is skipped when its output exists with the same settings, so an interrupted
+``make train`` continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from explorer.checkpoints import (
+    CHECKPOINT_DIR,
+    load_checkpoint,
+    read_card,
+    save_checkpoint,
+    sha256_of,
+    update_card,
+)
+from explorer.errors import ExplorerError
+from explorer.h5md import read_h5md
+from explorer.liflow.classifier import (
+    FEATURE_DIM,
+    FEATURE_SOURCE,
+    PriorSelector,
+    build_examples,
+    msd_rate_labels,
+)
+from explorer.liflow.evaluate import evaluate
+from explorer.liflow.model import FlowModel, FlowModelConfig
+from explorer.liflow.train import TrainConfig, train
+from explorer.reference.dataset import REFERENCE_DIR, REFERENCE_RUNS, ReferenceRun
+
+__all__ = [
+    "BundlePlan",
+    "BundleSettings",
+    "build_bundle",
+    "bundle_plans",
+    "fit_prior_selector",
+    "prior_choices_from_references",
+    "split_files",
+]
+
+WORK_DIR = Path(__file__).resolve().parents[2] / "build" / "liflow"
+MULTI_NAME = "liflow_multi"
+KNOB_STUDY_MATERIAL = "LGPS"
+KNOB_PRIOR_SCALES = (0.5, 1.0, 2.0)
+KNOB_CORRECTOR_STRENGTHS = (0.0, 0.5, 1.0)
+
+
+class BundleError(ExplorerError, RuntimeError):
+    """A bundled checkpoint cannot be built (missing or unfinished reference data)."""
+
+
+@dataclass(frozen=True)
+class BundlePlan:
+    """One bundled checkpoint: its name and training materials (catalogue names).
+
+    ``evaluate_heldout`` adds the held-out split to its evaluation; ``knob_study`` adds
+    the prior-scale × Corrector-strength table (:func:`knob_study`).
+    """
+
+    name: str
+    materials: tuple[str, ...]
+    evaluate_heldout: bool = False
+    knob_study: bool = False
+
+
+@dataclass(frozen=True)
+class BundleSettings:
+    """Training and evaluation settings shared by the bundled checkpoints.
+
+    Attributes:
+        features, layers, rbf: network size (paper Table S1: 64, 3, 20).
+        propagator_steps, corrector_steps: optimizer steps at most per module.
+        eval_every, patience: validation interval (steps) and early-stopping patience.
+        batch_size, lr: pairs per step, Adam learning rate (16, 3e-4 as the paper).
+        seed: seeds training and the evaluation rollouts.
+        eval_seeds: rollouts per reference in the evaluation.
+        eval_steps: LiFlow steps (ps) per evaluation rollout (25 as the paper's
+            25-ps stability test); MSDs are compared at the common end time.
+        knob_seeds: rollouts per reference and setting in the knob study.
+        device: ``auto``, ``cpu`` or ``cuda``.
+    """
+
+    features: int = 64
+    layers: int = 3
+    rbf: int = 20
+    propagator_steps: int = 3000
+    corrector_steps: int = 1000
+    eval_every: int = 250
+    patience: int = 4
+    batch_size: int = 16
+    lr: float = 3e-4
+    seed: int = 0
+    eval_seeds: int = 3
+    eval_steps: int = 25
+    knob_seeds: int = 2
+    device: str = "auto"
+
+    def train_config(self, kind: str, elements: Sequence[int], choices: tuple) -> TrainConfig:
+        """The :class:`TrainConfig` of the Propagator or Corrector of a bundle."""
+        model = FlowModelConfig(
+            elements=tuple(sorted(elements)),
+            num_features=self.features,
+            num_rbf=self.rbf,
+            num_layers=self.layers,
+        )
+        return TrainConfig(
+            kind=kind,  # type: ignore[arg-type]
+            model=model,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            max_steps=self.propagator_steps if kind == "propagator" else self.corrector_steps,
+            eval_every=self.eval_every,
+            patience=self.patience,
+            seed=self.seed,
+            prior_choices=choices,
+            device=self.device,
+        )
+
+
+def training_materials(runs: Sequence[ReferenceRun] = REFERENCE_RUNS) -> tuple[str, ...]:
+    """Catalogue names with training trajectories, in plan order."""
+    return tuple(dict.fromkeys(r.material for r in runs if r.split == "train"))
+
+
+def bundle_plans(runs: Sequence[ReferenceRun] = REFERENCE_RUNS) -> list[BundlePlan]:
+    """``liflow_<material>`` per training material, then ``liflow_multi``."""
+    materials = training_materials(runs)
+    plans = [
+        BundlePlan(f"liflow_{m}", (m,), knob_study=m == KNOB_STUDY_MATERIAL) for m in materials
+    ]
+    return [*plans, BundlePlan(MULTI_NAME, materials, evaluate_heldout=True)]
+
+
+def split_files(
+    split: str,
+    materials: Sequence[str] | None = None,
+    directory: Path = REFERENCE_DIR,
+    runs: Sequence[ReferenceRun] = REFERENCE_RUNS,
+) -> list[Path]:
+    """The finished reference files of a split (optionally only some materials).
+
+    Raises:
+        BundleError: a planned file is missing or its run has not finished.
+    """
+    chosen = [
+        r for r in runs if r.split == split and (materials is None or r.material in materials)
+    ]
+    missing, paths = [], []
+    for run in chosen:
+        path = Path(directory) / run.filename
+        if not path.exists() or _still_running(path):
+            missing.append(run.filename)
+        paths.append(path)
+    if missing:
+        raise BundleError(
+            f"reference trajectories missing or unfinished: {', '.join(missing)}; "
+            "run `make data` first (it resumes)"
+        )
+    return paths
+
+
+def _metadata(path: Path) -> dict[str, Any]:
+    return read_h5md(path, frames=slice(0, 1)).metadata
+
+
+def _still_running(path: Path) -> bool:
+    return _metadata(path).get("status", "complete") == "running"
+
+
+def prior_choices_from_references(
+    paths: Sequence[Path], thresholds_A2_ps: dict[str, float] | None = None
+) -> tuple[tuple[str, bool, bool], ...]:
+    """``(file stem, li_large, frame_large)`` per trajectory from its own end MSD.
+
+    The stems are the pair-source names of :func:`explorer.liflow.data.load_sources`, so
+    the result can be passed as :attr:`TrainConfig.prior_choices`.
+    """
+    choices = []
+    for path in paths:
+        labels = msd_rate_labels(read_h5md(path), thresholds_A2_ps)
+        choices.append((Path(path).stem, labels.get("li", False), labels.get("frame", False)))
+    return tuple(choices)
+
+
+def fit_prior_selector(
+    train_paths: Sequence[Path], heldout_paths: Sequence[Path], seed: int = 0
+) -> tuple[PriorSelector, dict[str, Any]]:
+    """Fit the prior classifier on training trajectories; accuracies on both splits."""
+    train_examples = build_examples(list(train_paths))
+    heldout_examples = build_examples(list(heldout_paths)) if heldout_paths else []
+    selector = PriorSelector()
+    selector.fit(train_examples, seed=seed)
+
+    def labels(examples: list) -> list[dict[str, Any]]:
+        return [
+            {
+                "file": e.source,
+                "temperature_K": e.temperature_K,
+                "label": e.labels,
+                "predicted": {
+                    g: bool(selector.classifiers[g].predict(f, e.temperature_K))
+                    for g, f in e.features.items()
+                },
+            }
+            for e in examples
+        ]
+
+    report = {
+        "feature_source": FEATURE_SOURCE,
+        "in_dim": FEATURE_DIM,
+        "thresholds_A2_ps": selector.thresholds_A2_ps,
+        "train_accuracy": selector.evaluate(train_examples),
+        "heldout_accuracy": selector.evaluate(heldout_examples) if heldout_examples else None,
+        "train_examples": labels(train_examples),
+        "heldout_examples": labels(heldout_examples),
+    }
+    return selector, report
+
+
+def _selector(
+    work_dir: Path,
+    train_paths: Sequence[Path],
+    heldout_paths: Sequence[Path],
+    seed: int,
+    log: Callable[[str], None],
+) -> tuple[PriorSelector, dict[str, Any]]:
+    """The shared classifier, fitted once on all training files and kept in ``work_dir``."""
+    name = "prior_selector"
+    files = [{"name": p.name, "sha256": sha256_of(p)} for p in train_paths]
+    if (work_dir / f"{name}.json").exists():
+        card = read_card(name, work_dir)
+        if card.get("training_files") == files:
+            return PriorSelector.load(name, work_dir), card["report"]
+    log(f"prior classifier: CHGNet features of {len(train_paths)} training trajectories")
+    selector, report = fit_prior_selector(train_paths, heldout_paths, seed)
+    selector.save(name, work_dir, training_files=files, report=report)
+    return selector, report
+
+
+def _train_module(
+    kind: str,
+    name: str,
+    files: Sequence[Path],
+    config: TrainConfig,
+    work_dir: Path,
+    progress: bool,
+    log: Callable[[str], None],
+) -> tuple[FlowModel, dict[str, Any]]:
+    """Train (or reuse, or resume) one module of a bundle; returns it and its card."""
+    module_name = f"{name}.{kind}"
+    card_path = work_dir / f"{module_name}.json"
+    if card_path.exists():
+        card = read_card(card_path)
+        same_files = card.get("training_files") == [
+            {"name": p.name, "sha256": sha256_of(p)} for p in files
+        ]
+        if card.get("train_config") == _without_model(config) and same_files:
+            log(f"{module_name}: already trained (best val {card['best_val_loss']:.4g} Å²)")
+            model = FlowModel(FlowModelConfig(**card["model"]))
+            model.load_state_dict(load_checkpoint(card_path).state_dicts[kind])
+            return model.eval(), card
+    state = work_dir / f"{module_name}.state.pt"
+    log(f"{module_name}: training on {len(files)} trajectories")
+    result = train(
+        files,
+        config,
+        out_name=module_name,
+        out_dir=work_dir,
+        resume_from=state if state.exists() else None,
+        progress=progress,
+        log=log,
+    )
+    return result.model.eval(), read_card(result.card_path)
+
+
+def _without_model(config: TrainConfig) -> dict[str, Any]:
+    d = config.to_dict()
+    d.pop("model")
+    d.pop("prior")
+    return d
+
+
+def _training_record(card: dict[str, Any]) -> dict[str, Any]:
+    keys = ("train_config", "best_val_loss", "best_step", "steps", "wall_time_s")
+    return {k: card.get(k) for k in (*keys, "stopped_early", "history")}
+
+
+def build_bundle(
+    plan: BundlePlan,
+    settings: BundleSettings = BundleSettings(),
+    *,
+    reference_dir: Path = REFERENCE_DIR,
+    out_dir: Path = CHECKPOINT_DIR,
+    work_dir: Path = WORK_DIR,
+    runs: Sequence[ReferenceRun] = REFERENCE_RUNS,
+    command: str | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Train, combine and evaluate one bundled checkpoint; returns its card path."""
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    files = split_files("train", plan.materials, reference_dir, runs)
+    all_training = split_files("train", None, reference_dir, runs)
+    heldout = split_files("heldout", None, reference_dir, runs)
+    choices = prior_choices_from_references(files)
+    elements = sorted({int(z) for p in files for z in read_h5md(p, slice(0, 1)).numbers})
+    selector, selector_report = _selector(work_dir, all_training, heldout, settings.seed, log)
+
+    modules, cards = {}, {}
+    for kind in ("propagator", "corrector"):
+        config = settings.train_config(kind, elements, choices)
+        modules[kind], cards[kind] = _train_module(
+            kind, plan.name, files, config, work_dir, progress, log
+        )
+    temperatures = sorted(
+        {float(read_h5md(p, slice(0, 1)).metadata["temperature_K"]) for p in files}
+    )
+    card = {
+        "family": "liflow",
+        "kind": "propagator+corrector",
+        "models": {k: cards[k]["model"] for k in modules},
+        "prior": cards["propagator"]["prior"],
+        "prior_choice": {"li_large": True, "frame_large": False},
+        "prior_choices_training": [list(c) for c in choices],
+        "selector": {k: v for k, v in selector_report.items() if not k.endswith("_examples")},
+        "selector_examples": {
+            "train": selector_report["train_examples"],
+            "heldout": selector_report["heldout_examples"],
+        },
+        "time_step_ps": 1.0,
+        "materials": list(plan.materials),
+        "elements": elements,
+        "training_temperatures_K": temperatures,
+        "training_files": [{"name": p.name, "sha256": sha256_of(p)} for p in files],
+        "training": {k: _training_record(cards[k]) for k in modules},
+        "best_val_loss": cards["propagator"]["best_val_loss"],
+        "settings": dataclasses.asdict(settings),
+        "command": command or "make train",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "torch_version": torch.__version__,
+    }
+    if _up_to_date(Path(out_dir), plan.name, card):
+        log(f"{plan.name}: up to date (same modules, already evaluated)")
+        return Path(out_dir) / f"{plan.name}.json"
+    modules["selector"] = selector
+    card_path = save_checkpoint(plan.name, modules, card, out_dir)
+    log(f"{card_path}: combined; evaluating")
+    evaluate_bundle(card_path, plan, settings, reference_dir, runs, log)
+    return card_path
+
+
+def _up_to_date(out_dir: Path, name: str, card: dict[str, Any]) -> bool:
+    """Whether the bundled checkpoint exists from these very modules and was evaluated."""
+    path = out_dir / f"{name}.json"
+    if not path.exists():
+        return False
+    existing = read_card(path)
+    same = ("training_files", "training", "selector", "models", "prior")
+    return "evaluation" in existing and all(
+        _jsonable(existing.get(k)) == _jsonable(card[k]) for k in same
+    )
+
+
+def evaluate_bundle(
+    card_path: Path,
+    plan: BundlePlan,
+    settings: BundleSettings,
+    reference_dir: Path = REFERENCE_DIR,
+    runs: Sequence[ReferenceRun] = REFERENCE_RUNS,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Evaluation, held-out evaluation and knob study of a combined checkpoint (in its card)."""
+    from explorer.liflow.simulate import LiFlowSimulator
+
+    simulator = LiFlowSimulator.from_checkpoint(card_path, device=settings.device)
+    files = split_files("train", plan.materials, reference_dir, runs)
+    results: dict[str, Any] = {}
+    start = time.perf_counter()
+    results["evaluation"] = _evaluation(simulator, files, settings)
+    if plan.evaluate_heldout:
+        heldout = split_files("heldout", None, reference_dir, runs)
+        results["evaluation_heldout"] = _evaluation(simulator, heldout, settings)
+    if plan.knob_study:
+        results["knob_study"] = knob_study(simulator, files, settings)
+    results["evaluation_wall_time_s"] = time.perf_counter() - start
+    update_card(card_path, _jsonable(results))
+    summary = results["evaluation"]["summary"]
+    log(
+        f"{plan.name}: log10 MSD_Li MAE {summary['mae_log10_msd_li']:.3f}, "
+        f"Spearman {summary['spearman_li']:.3f}, RDF MAE {summary['rdf_mae']:.3f}, "
+        f"stable {100 * summary['stable_fraction']:.0f} %"
+    )
+    return results
+
+
+def _evaluation(simulator: Any, paths: Sequence[Path], settings: BundleSettings) -> dict:
+    references = [read_h5md(p) for p in paths]
+    report = evaluate(
+        simulator,
+        references,
+        {"device": settings.device},
+        n_seeds=settings.eval_seeds,
+        steps=settings.eval_steps,
+        step_ps=simulator.time_step_ps,
+    )
+    return {
+        "references": [Path(p).name for p in paths],
+        "seeds": settings.eval_seeds,
+        "rollout_ps": settings.eval_steps * simulator.time_step_ps,
+        "summary": report.summary,
+        "records": report.records,
+    }
+
+
+def knob_study(simulator: Any, paths: Sequence[Path], settings: BundleSettings) -> list[dict]:
+    """log10 MSD and stability against the Li prior scale and the Corrector strength.
+
+    One row per (prior_scale_li, corrector_strength) of :data:`KNOB_PRIOR_SCALES` ×
+    :data:`KNOB_CORRECTOR_STRENGTHS`, over every reference in ``paths``.
+    """
+    references = [read_h5md(p) for p in paths]
+    rows = []
+    for scale in KNOB_PRIOR_SCALES:
+        for strength in KNOB_CORRECTOR_STRENGTHS:
+            knobs = {
+                "prior_scale_li": scale,
+                "corrector_strength": strength,
+                "device": settings.device,
+            }
+            report = evaluate(
+                simulator,
+                references,
+                knobs,
+                n_seeds=settings.knob_seeds,
+                steps=settings.eval_steps,
+                step_ps=simulator.time_step_ps,
+            )
+            gen = [r.get("log10_msd_li", np.nan) for r in report.records]
+            rows.append(
+                {
+                    "prior_scale_li": scale,
+                    "corrector_strength": strength,
+                    "mean_log10_msd_li": float(np.nanmean(gen)) if np.isfinite(gen).any() else None,
+                    "mae_log10_msd_li": report.summary["mae_log10_msd_li"],
+                    "rdf_mae": report.summary["rdf_mae"],
+                    "stable_fraction": report.summary["stable_fraction"],
+                }
+            )
+    return rows
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON types; NaN and infinities (undefined metrics) become null."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    return value
+
+
+def build_bundles(
+    names: Sequence[str] | None = None,
+    settings: BundleSettings = BundleSettings(),
+    **kwargs: Any,
+) -> list[Path]:
+    """Build the named bundles (default: all of :func:`bundle_plans`) in plan order."""
+    plans = bundle_plans()
+    known = {p.name: p for p in plans}
+    unknown = sorted(set(names or ()) - set(known))
+    if unknown:
+        raise BundleError(f"unknown bundle(s) {', '.join(unknown)}; planned: {', '.join(known)}")
+    chosen = [p for p in plans if names is None or p.name in names]
+    kwargs.setdefault("command", "accelmd " + " ".join(sys.argv[1:]))
+    return [build_bundle(p, settings, **kwargs) for p in chosen]

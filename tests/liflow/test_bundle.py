@@ -1,0 +1,158 @@
+"""The bundled-checkpoint pipeline: plans, prior labels, train -> combine -> evaluate, resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from explorer.checkpoints import load_checkpoint, read_card
+from explorer.liflow.bundle import (
+    BundleError,
+    BundlePlan,
+    BundleSettings,
+    build_bundle,
+    bundle_plans,
+    prior_choices_from_references,
+    split_files,
+)
+from explorer.liflow.simulate import LiFlowSimulator
+from explorer.reference.dataset import REFERENCE_RUNS, ReferenceRun
+from explorer.testing import brownian_trajectory
+
+TINY = BundleSettings(
+    features=8, layers=1, rbf=4, propagator_steps=4, corrector_steps=2, eval_every=2,
+    patience=1, batch_size=2, eval_seeds=1, eval_steps=2, knob_seeds=1, device="cpu",
+)  # fmt: skip
+
+# Two toy "materials" of 6 Li + 6 S in a 7 Å box: A diffuses fast, B slowly.
+RUNS = (
+    ReferenceRun("toyA", 600.0, "train", (1, 1, 1)),
+    ReferenceRun("toyA", 1000.0, "train", (1, 1, 1)),
+    ReferenceRun("toyB", 800.0, "train", (1, 1, 1)),
+    ReferenceRun("toyB", 900.0, "heldout", (1, 1, 1)),
+)
+D_A2_PS = {"toyA": 0.5, "toyB": 0.02}
+
+
+def _write_references(directory):
+    for k, run in enumerate(RUNS):
+        traj = brownian_trajectory(
+            D_A2_PS[run.material], n_atoms=6, n_frames=300, dt_ps=0.05, cell=7.0,
+            frame_atoms=6, seed=k,
+        )  # fmt: skip
+        traj.metadata.update(material=run.material, temperature_K=run.temperature_K)
+        traj.save(directory / run.filename)
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("references")
+    _write_references(directory)
+    return directory
+
+
+def test_plans_cover_every_training_material_and_one_multi_material_model():
+    plans = bundle_plans()
+    materials = list(dict.fromkeys(r.material for r in REFERENCE_RUNS if r.split == "train"))
+    assert [p.name for p in plans] == [f"liflow_{m}" for m in materials] + ["liflow_multi"]
+    assert plans[-1].materials == tuple(materials) and plans[-1].evaluate_heldout
+    assert [p.name for p in plans if p.knob_study] == ["liflow_LGPS"]
+    assert not any(p.evaluate_heldout for p in plans[:-1])
+
+
+def test_split_files_refuses_missing_and_unfinished_runs(references, tmp_path):
+    found = split_files("train", ("toyA",), references, RUNS)
+    assert [p.name for p in found] == ["toyA_600K.h5", "toyA_1000K.h5"]
+    with pytest.raises(BundleError, match=r"toyA_600K\.h5.*make data"):
+        split_files("train", ("toyA",), tmp_path, RUNS)
+    running = brownian_trajectory(0.1, n_atoms=2, n_frames=5)
+    running.metadata.update(status="running")
+    running.save(tmp_path / "toyB_800K.h5")
+    with pytest.raises(BundleError, match=r"toyB_800K\.h5"):
+        split_files("train", ("toyB",), tmp_path, RUNS)
+
+
+def test_prior_labels_follow_each_reference_msd(references):
+    paths = split_files("train", None, references, RUNS)
+    choices = {stem: (li, frame) for stem, li, frame in prior_choices_from_references(paths)}
+    # MSD/t = 6 D: 3 Å²/ps for toyA (>= 1, large), 0.12 Å²/ps for toyB (small);
+    # the S atoms never move (small).
+    assert choices == {
+        "toyA_600K": (True, False),
+        "toyA_1000K": (True, False),
+        "toyB_800K": (False, False),
+    }
+
+
+@pytest.fixture(scope="module")
+def built(references, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bundle")
+    plan = BundlePlan("liflow_toy", ("toyA", "toyB"), evaluate_heldout=True, knob_study=True)
+    logs: list[str] = []
+    card_path = build_bundle(
+        plan, TINY, reference_dir=references, out_dir=out, work_dir=out / "work", runs=RUNS,
+        command="pytest", progress=False, log=logs.append,
+    )  # fmt: skip
+    return plan, card_path, out, logs
+
+
+def test_bundle_card_records_training_data_selector_and_metrics(built, references):
+    _, card_path, _, _ = built
+    card = read_card(card_path)
+    assert card["family"] == "liflow" and card["kind"] == "propagator+corrector"
+    assert card["materials"] == ["toyA", "toyB"] and card["elements"] == [3, 16]
+    assert card["training_temperatures_K"] == [600.0, 800.0, 1000.0]
+    assert {f["name"] for f in card["training_files"]} == {
+        "toyA_600K.h5", "toyA_1000K.h5", "toyB_800K.h5",
+    }  # fmt: skip
+    assert all(len(f["sha256"]) == 64 for f in card["training_files"])
+    assert set(card["training"]) == {"propagator", "corrector"}
+    assert card["training"]["propagator"]["train_config"]["max_steps"] == 4
+    assert card["models"]["propagator"]["num_features"] == 8
+    assert ["toyB_800K", False, False] in card["prior_choices_training"]
+    assert 0.0 <= card["selector"]["train_accuracy"]["li"] <= 1.0
+    assert card["selector"]["heldout_accuracy"] is not None
+    # Evaluation on the training references, the held-out one, and the knob table.
+    ev = card["evaluation"]
+    assert ev["summary"]["n_records"] == 3 and ev["rollout_ps"] == 2.0
+    assert card["evaluation_heldout"]["references"] == ["toyB_900K.h5"]
+    assert len(card["knob_study"]) == 9
+    assert {(r["prior_scale_li"], r["corrector_strength"]) for r in card["knob_study"]} == {
+        (s, c) for s in (0.5, 1.0, 2.0) for c in (0.0, 0.5, 1.0)
+    }
+    assert "NaN" not in card_path.read_text()  # strict JSON: undefined metrics are null
+    json.loads(card_path.read_text())
+
+
+def test_bundle_loads_as_simulator_with_its_prior_classifier(built, references):
+    _, card_path, _, _ = built
+    ckpt = load_checkpoint(card_path)
+    assert set(ckpt.state_dicts) == {"propagator", "corrector", "selector"}
+    sim = LiFlowSimulator.from_checkpoint(card_path, device="cpu")
+    assert sim.selector is not None and sim.corrector is not None
+    from explorer.h5md import read_h5md
+
+    atoms = read_h5md(references / "toyA_600K.h5", slice(0, 1)).to_atoms(0)
+    state = sim.prepare(atoms, 700.0, seed=1)
+    assert state.prior_choices == tuple(sim.prior_choices([atoms], [700.0]))
+    assert set(state.prior_choices[0]) == {"li", "frame"}
+    state = sim.step(state)
+    assert np.isfinite(state.positions.numpy()).all()
+
+
+def test_rebuilding_reuses_trained_modules(built, references):
+    plan, card_path, out, _ = built
+    before = load_checkpoint(card_path).state_dicts["propagator"]
+    logs: list[str] = []
+    build_bundle(
+        plan, TINY, reference_dir=references, out_dir=out, work_dir=out / "work", runs=RUNS,
+        command="pytest", progress=False, log=logs.append,
+    )  # fmt: skip
+    assert any("already trained" in line for line in logs)
+    assert not any("training on" in line for line in logs)
+    assert any("up to date" in line for line in logs)
+    after = load_checkpoint(card_path).state_dicts["propagator"]
+    for key, value in before.items():
+        assert np.array_equal(value.numpy(), after[key].numpy())
