@@ -121,17 +121,32 @@ def _format_table(rows: Sequence[TrajectoryRow]) -> list[str]:
     return lines
 
 
+def literature_verdict(fit: ArrheniusResult, literature_eV: float | None) -> str:
+    """Plain words on how CHGNet's Ea compares with a literature value (eV)."""
+    if literature_eV is None:
+        return "no literature value"
+    low, high = fit.Ea_ci95_eV
+    diff = fit.Ea_eV - literature_eV
+    if low <= literature_eV <= high:
+        return f"agrees (literature inside the 95 % CI; difference {diff:+.2f} eV)"
+    side = "lower" if diff < 0 else "higher"
+    return f"CHGNet {side} by {abs(diff):.2f} eV (literature outside the 95 % CI)"
+
+
 def _format_arrhenius(fits: dict[str, ArrheniusResult]) -> list[str]:
     lines = [
-        "| material | Ea (eV) | 95 % CI (eV) | temperatures | literature |",
-        "|---|---|---|---|---|",
+        "| material | Ea (eV) | 95 % CI (eV) | temperatures | literature (eV) "
+        "| CHGNet vs literature |",
+        "|---|---|---|---|---|---|",
     ]
     for material, fit in fits.items():
         low, high = fit.Ea_ci95_eV
         literature = LITERATURE_EA_EV.get(material)
         lit = f"{literature[0]:.2f} ({literature[1]})" if literature else "—"
+        verdict = literature_verdict(fit, literature[0] if literature else None)
         lines.append(
-            f"| {material} | {fit.Ea_eV:.3f} | ({low:.3f}, {high:.3f}) | {fit.n_points} | {lit} |"
+            f"| {material} | {fit.Ea_eV:.3f} | ({low:.3f}, {high:.3f}) | {fit.n_points} | {lit} "
+            f"| {verdict} |"
         )
     return lines
 

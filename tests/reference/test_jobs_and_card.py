@@ -204,7 +204,23 @@ def test_card_rows_and_arrhenius_recompute_from_files(tmp_path):
     assert abs(fit.Ea_eV - Ea) < 3 * fit.Ea_std_eV and abs(fit.Ea_eV - Ea) < 0.05
     card = write_card(tmp_path).read_text()
     assert "LGPS_1200K.h5" in card and "| LGPS |" in card
+    # Synthetic Ea 0.2 eV vs literature 0.19 eV: inside the CI, said in words.
+    assert "agrees (literature inside the 95 % CI" in card
     assert (tmp_path / "arrhenius.png").stat().st_size > 1000
+
+
+def test_literature_verdict_says_which_way_chgnet_differs():
+    from explorer.analysis.diffusion import arrhenius_fit
+    from explorer.reference.card import literature_verdict
+
+    temps = np.array([600.0, 800.0, 1000.0, 1200.0])
+    d = 1e-3 * np.exp(-0.1 / (kB * temps))
+    fit = arrhenius_fit(temps, d, 0.01 * d)  # Ea = 0.10 eV, tight CI
+    assert literature_verdict(fit, 0.19) == (
+        "CHGNet lower by 0.09 eV (literature outside the 95 % CI)"
+    )
+    assert literature_verdict(fit, 0.05).startswith("CHGNet higher by 0.05 eV")
+    assert literature_verdict(fit, None) == "no literature value"
 
 
 def test_card_marks_running_runs_and_lists_pending_ones(tmp_path):
