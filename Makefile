@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # oversubscribed threads made MD tests ~5x slower.
 THREADS := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: install test test-fast lint format materials catalogue data card train bench clean
+.PHONY: install test test-fast lint format materials catalogue data card train lab bench clean
 
 install: $(STAMP)
 
@@ -35,6 +35,10 @@ lint: install
 format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# JupyterLab on the notebooks, with the ipywidgets/nglview/plotly front ends.
+lab: install
+	$(VENV)/bin/jupyter lab notebooks/ $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 materials: install
 	$(VENV)/bin/accelmd materials
