@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # oversubscribed threads made MD tests ~5x slower.
 THREADS := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: install test test-fast lint format materials catalogue data card train lab bench clean
+.PHONY: install test test-fast lint format materials catalogue data card train flashmd-train lab bench clean
 
 install: $(STAMP)
 
@@ -51,6 +51,8 @@ catalogue: install
 data: install
 	$(THREADS) $(VENV)/bin/accelmd data
 	$(VENV)/bin/accelmd data --card
+	$(THREADS) $(PY) -c "from explorer.cli_cg import generate_polymer_data; generate_polymer_data()"
+	$(THREADS) $(VENV)/bin/accelmd flashmd-data --system all
 
 card: install
 	$(VENV)/bin/accelmd data --card
@@ -60,11 +62,28 @@ card: install
 # model cards. Resumable: finished stages are reused (work files in build/liflow/).
 train: install
 	$(THREADS) $(VENV)/bin/accelmd train liflow --bundle all
+	$(THREADS) $(VENV)/bin/accelmd train cg
+	$(MAKE) flashmd-train
+
+# The three FlashMD checkpoints (argon 128 fs, Al(110) 16 and 64 fs), then their evaluation.
+FLASHMD_TRAIN := $(THREADS) $(VENV)/bin/accelmd train flashmd --out-dir sample_data/checkpoints
+flashmd-train: install
+	$(FLASHMD_TRAIN) --system argon --stride-fs 128 --name flashmd_argon_128fs --max-steps 2400 \
+		--eval-every 200 --decay-every 800 --patience 6 --batch-size 2 --features 32 --layers 2 \
+		--cutoff 6 --energy-structures 8 --seed 0
+	$(FLASHMD_TRAIN) --system al110 --stride-fs 16 --name flashmd_al110_16fs --max-steps 1500 \
+		--eval-every 150 --decay-every 600 --patience 6 --cutoff 5 --energy-structures 8
+	$(FLASHMD_TRAIN) --system al110 --stride-fs 64 --name flashmd_al110_64fs --max-steps 1500 \
+		--eval-every 150 --decay-every 600 --patience 6 --cutoff 5 --energy-structures 8
+	for n in flashmd_argon_128fs flashmd_al110_16fs flashmd_al110_64fs; do \
+		$(VENV)/bin/accelmd eval flashmd --checkpoint $$n --save; done
 
 bench: install
 	$(THREADS) $(PY) bench/reference_md.py
 	$(THREADS) $(PY) bench/bench_neighbors.py
 	$(THREADS) $(PY) bench/liflow_speed.py
+	$(THREADS) $(PY) bench/cg_speed.py
+	$(THREADS) $(PY) bench/flashmd_speed.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -147,6 +147,55 @@ def update_card(
     return card_path
 
 
+def card_headline(card: dict[str, Any]) -> str:
+    """One line per checkpoint: family, what it was trained on, its headline metrics.
+
+    LiFlow: the evaluation against reference MD (log10 MSD_Li MAE, Spearman ρ, RDF MAE,
+    stable %) or, before evaluation, the best validation loss (Å²); FlashMD: validation
+    RMSE of positions (Å) and energy (meV/atom); CG: ⟨Rg²⟩ r² of the model and of the
+    short-MD baseline on the test polymers.
+    """
+    family = str(card.get("family", "?"))
+    kind = f" {card['kind']}" if card.get("kind") else ""
+    trained = card.get("materials") or card.get("system")
+    if not trained and card.get("training_files"):
+        trained = f"{len(card['training_files'])} reference files"
+    if isinstance(trained, list | tuple):
+        trained = ", ".join(str(t) for t in trained)
+    temps = card.get("training_temperatures_K") or []
+    where = f" at {min(temps):g}–{max(temps):g} K" if temps else ""
+    head = f"{card.get('name', '?')}: {family}{kind}, trained on {trained or '?'}{where}"
+    metrics = card.get("validation_metrics") or {}
+    summary = (card.get("evaluation") or {}).get("summary") or {}
+    if family == "liflow" and summary:
+        detail = (
+            f"log10 MSD_Li MAE {_num(summary.get('mae_log10_msd_li'))}, "
+            f"Spearman {_num(summary.get('spearman_li'))}, RDF MAE {_num(summary.get('rdf_mae'))}, "
+            f"stable {_num(100 * (summary.get('stable_fraction') or 0), '.0f')} %"
+        )
+    elif family == "flashmd" and metrics:
+        detail = (
+            f"validation RMSE q {_num(metrics.get('rmse_q'), '.3g')} Å, "
+            f"E {_num(metrics.get('rmse_energy_meV_per_atom'), '.3g')} meV/atom"
+        )
+    elif family == "cg" and metrics:
+        detail = (
+            f"⟨Rg²⟩ r² {_num(metrics.get('model_r2'), '.2f')} "
+            f"(short MD {_num(metrics.get('short_md_r2'), '.2f')})"
+        )
+    else:
+        loss = card.get("best_val_loss", card.get("best_val_nll"))
+        detail = f"best validation loss {_num(loss, '.4g')}"
+    return f"{head}; {detail}"
+
+
+def _num(value: Any, fmt: str = ".3f") -> str:
+    try:
+        return format(float(value), fmt)
+    except (TypeError, ValueError):
+        return "n/a"
+
+
 def list_checkpoints(directory: Path = CHECKPOINT_DIR) -> list[dict[str, Any]]:
     """Model cards of every checkpoint in ``directory`` (sorted by name)."""
     return [read_card(p) for p in sorted(directory.glob(f"*{CARD_SUFFIX}"))]

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from explorer import __version__
+from explorer.cli_flashmd import add_flashmd_data
 from explorer.cli_models import add_model_commands
 from explorer.errors import ExplorerError
 
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reference(subparsers)
     _add_data(subparsers)
     add_model_commands(subparsers)
+    add_flashmd_data(subparsers)
     return parser
 
 

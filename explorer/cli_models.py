@@ -17,15 +17,24 @@ from explorer.errors import ExplorerError
 
 def add_model_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``rollout``, ``train`` and ``checkpoints``."""
+    from explorer.cli_cg import add_cg_eval, add_cg_rollout, add_cg_train
+    from explorer.cli_flashmd import add_flashmd_eval, add_flashmd_rollout, add_flashmd_train
+
     rollout = subparsers.add_parser("rollout", help="generate a trajectory with a model family")
     families = rollout.add_subparsers(dest="family", metavar="FAMILY", required=True)
     _add_liflow_rollout(families)
+    add_flashmd_rollout(families)
+    add_cg_rollout(families)
     train = subparsers.add_parser("train", help="train a model family on reference MD")
     families = train.add_subparsers(dest="family", metavar="FAMILY", required=True)
     _add_liflow_train(families)
+    add_flashmd_train(families)
+    add_cg_train(families)
     evaluate = subparsers.add_parser("eval", help="score a model family against reference MD")
     families = evaluate.add_subparsers(dest="family", metavar="FAMILY", required=True)
     _add_liflow_eval(families)
+    add_flashmd_eval(families)
+    add_cg_eval(families)
     listing = subparsers.add_parser("checkpoints", help="list bundled checkpoints")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(handler=_run_checkpoints)
@@ -290,7 +299,7 @@ def _data_summary(paths: list[str]) -> dict[str, list]:
 
 # -- checkpoints ----------------------------------------------------------------
 def _run_checkpoints(args: argparse.Namespace) -> int:
-    from explorer.checkpoints import list_checkpoints
+    from explorer.checkpoints import card_headline, list_checkpoints
 
     cards = list_checkpoints()
     if args.json:
@@ -299,9 +308,5 @@ def _run_checkpoints(args: argparse.Namespace) -> int:
     if not cards:
         print("no bundled checkpoints yet (train one with `accelmd train liflow`)")
     for card in cards:
-        materials = ", ".join(card.get("materials", [])) or "?"
-        print(
-            f"{card['name']}: {card.get('family', '?')} {card.get('kind', '')}, trained on "
-            f"{materials}; best validation loss {card.get('best_val_loss', float('nan')):.4g}"
-        )
+        print(card_headline(card))
     return 0

@@ -7,6 +7,7 @@ import torch
 
 from explorer.checkpoints import (
     CheckpointError,
+    card_headline,
     list_checkpoints,
     load_checkpoint,
     read_card,
@@ -78,3 +79,24 @@ def test_update_card_refuses_a_card_whose_weights_changed(tmp_path):
     with pytest.raises(CheckpointError, match="sha256"):
         update_card("toy", {"evaluation": {}}, tmp_path)
     assert "evaluation" not in read_card("toy", tmp_path)
+
+
+def test_card_headline_names_family_data_and_metrics():
+    liflow = {
+        "name": "liflow_LGPS", "family": "liflow", "kind": "propagator+corrector",
+        "materials": ["LGPS"], "training_temperatures_K": [600.0, 1200.0],
+        "evaluation": {"summary": {"mae_log10_msd_li": 0.21, "spearman_li": 0.9,
+                                   "rdf_mae": 0.05, "stable_fraction": 1.0}},
+    }  # fmt: skip
+    assert card_headline(liflow) == (
+        "liflow_LGPS: liflow propagator+corrector, trained on LGPS at 600–1200 K; "
+        "log10 MSD_Li MAE 0.210, Spearman 0.900, RDF MAE 0.050, stable 100 %"
+    )
+    cg = {"name": "cg", "family": "cg", "training_files": [{}, {}],
+          "validation_metrics": {"model_r2": -0.2, "short_md_r2": 0.94}}  # fmt: skip
+    assert card_headline(cg) == (
+        "cg: cg, trained on 2 reference files; ⟨Rg²⟩ r² -0.20 (short MD 0.94)"
+    )
+    assert card_headline({"name": "x", "family": "liflow", "best_val_loss": None}).endswith(
+        "best validation loss n/a"
+    )

@@ -1,0 +1,191 @@
+"""Training examples of the CG simulator: coarse-grained reference frames as batched graphs.
+
+A :class:`CGPolymer` is one reference trajectory mapped to CG beads once (METIS groups,
+centres of mass, R_g² of the fine and CG chains). :func:`make_batch` draws frames t and
+assembles, for every drawn (polymer, t), the CG graph at t with k history velocities and
+the targets (units σ, τ):
+
+    v_{t-j} = (x_{t-j} - x_{t-j-1}) / Δt          j = 0 … k-1
+    a_t     = (x_{t+1} - 2 x_t + x_{t-1}) / Δt²   the time-integrated acceleration
+
+Edges (:func:`graph_edges`) are the CG bonds plus radius edges (|x_m - x_n| < r), both
+directions, with a bond flag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from explorer.analysis.polymer import radius_of_gyration_sq
+from explorer.cg.coarsen import CGMapping, coarsen
+from explorer.cg.polymers import PolymerData
+from explorer.errors import AnalysisError
+
+__all__ = ["Batch", "CGPolymer", "graph_edges", "make_batch", "prepare_polymer"]
+
+
+@dataclass
+class CGPolymer:
+    """One polymer's static graphs (torch) and its CG trajectory (numpy, σ)."""
+
+    name: str
+    types: torch.Tensor
+    fine_masses: torch.Tensor
+    bonds: torch.Tensor
+    groups: torch.Tensor
+    cg_masses: torch.Tensor
+    bond_matrix: torch.Tensor  # (M, M) bool, CG bonds
+    positions: np.ndarray  # (F, M, 3)
+    rg2_fine: np.ndarray  # (F,)
+    rg2_cg: np.ndarray  # (F,)
+    dt_tau: float
+
+    @property
+    def n_beads(self) -> int:
+        return int(self.cg_masses.numel())
+
+
+def prepare_polymer(
+    data: PolymerData, bead_size: int, seed: int = 0, mapping: CGMapping | None = None
+) -> CGPolymer:
+    """Coarse-grain a reference trajectory (eq. 1) and compute its R_g² series."""
+    poly = data.polymer
+    mapping = mapping or coarsen(poly.n_beads, poly.bonds, poly.masses, bead_size, seed)
+    cg = mapping.positions(data.positions)
+    if data.times_tau.size < 2:
+        raise AnalysisError(f"{poly.name}: needs at least two frames")
+    m = mapping.n_beads
+    bond_matrix = torch.zeros(m, m, dtype=torch.bool)
+    if mapping.bonds.size:
+        b = torch.as_tensor(mapping.bonds)
+        bond_matrix[b[:, 0], b[:, 1]] = True
+        bond_matrix[b[:, 1], b[:, 0]] = True
+    return CGPolymer(
+        name=poly.name,
+        types=torch.as_tensor(poly.types, dtype=torch.long),
+        fine_masses=torch.as_tensor(poly.masses, dtype=torch.float32),
+        bonds=torch.as_tensor(poly.bonds, dtype=torch.long).reshape(-1, 2),
+        groups=torch.as_tensor(mapping.groups, dtype=torch.long),
+        cg_masses=torch.as_tensor(mapping.masses, dtype=torch.float32),
+        bond_matrix=bond_matrix,
+        positions=cg,
+        rg2_fine=radius_of_gyration_sq(data.positions, poly.masses),
+        rg2_cg=radius_of_gyration_sq(cg, mapping.masses),
+        dt_tau=float(np.median(np.diff(data.times_tau))),
+    )
+
+
+def graph_edges(
+    x: torch.Tensor, bond_matrix: torch.Tensor, cutoff: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Edges of S same-polymer graphs x (S, M, 3): (E, 2) global indices s·M + m and flags.
+
+    An edge joins m ≠ n when they share a CG bond or lie closer than ``cutoff`` (σ).
+    """
+    _s, m, _ = x.shape
+    d = torch.cdist(x, x)
+    mask = (d < cutoff) | bond_matrix[None]
+    mask &= ~torch.eye(m, dtype=torch.bool, device=x.device)[None]
+    graph, src, dst = torch.nonzero(mask, as_tuple=True)
+    edges = torch.stack([graph * m + src, graph * m + dst], dim=1)
+    return edges, bond_matrix[src, dst].to(x.dtype)
+
+
+@dataclass
+class Batch:
+    """A batched CG graph: per bead ``x`` (n, 3), ``v`` (n, k, 3), ``target`` (n, 3),
+    ``next_x`` (n, 3), ``weights`` (n,), ``graph`` (n,) sample index; per sample
+    ``rg2_offset`` (S,) R_g²(fine) - R_g²(CG) at t; ``edges``/``bond_flag`` of the graph at
+    t; per polymer in the batch, its fine graph for the embedding GNN."""
+
+    x: torch.Tensor
+    v: torch.Tensor
+    target: torch.Tensor
+    next_x: torch.Tensor
+    weights: torch.Tensor
+    graph: torch.Tensor
+    rg2_offset: torch.Tensor
+    edges: torch.Tensor
+    bond_flag: torch.Tensor
+    polymers: list[CGPolymer]
+    samples_per_polymer: int
+
+
+def valid_starts(polymer: CGPolymer, history: int) -> np.ndarray:
+    """Frames t with k history velocities and a next frame: k ≤ t ≤ F - 2."""
+    return np.arange(history, polymer.positions.shape[0] - 1)
+
+
+def make_batch(
+    polymers: Sequence[CGPolymer],
+    rng: np.random.Generator,
+    history: int,
+    cutoff: float,
+    n_polymers: int = 4,
+    samples_per_polymer: int = 8,
+) -> Batch:
+    """Draw ``n_polymers`` polymers (with replacement) and ``samples_per_polymer`` frames each."""
+    picks = rng.integers(len(polymers), size=n_polymers)
+    xs, vs, targets, nexts, ws, offsets, edge_list, flags, chosen = (
+        [],
+        [],
+        [],
+        [],
+        [],
+        [],
+        [],
+        [],
+        [],
+    )
+    n_nodes = 0
+    for p in picks:
+        poly = polymers[int(p)]
+        starts = valid_starts(poly, history)
+        if starts.size == 0:
+            raise AnalysisError(f"{poly.name}: too few frames for {history} history velocities")
+        t = rng.choice(starts, size=samples_per_polymer)
+        pos = poly.positions
+        x = pos[t]
+        lags = t[:, None] - np.arange(history + 1)[None]  # t, t-1, ..., t-k
+        window = pos[lags]  # (S, k+1, M, 3)
+        v = (window[:, :-1] - window[:, 1:]) / poly.dt_tau  # (S, k, M, 3)
+        a = (pos[t + 1] - 2 * x + pos[t - 1]) / poly.dt_tau**2
+        x_t = torch.as_tensor(x, dtype=torch.float32)
+        edges, flag = graph_edges(x_t, poly.bond_matrix, cutoff)
+        edge_list.append(edges + n_nodes)
+        flags.append(flag)
+        xs.append(x_t.reshape(-1, 3))
+        vs.append(
+            torch.as_tensor(v.transpose(0, 2, 1, 3), dtype=torch.float32).reshape(-1, history, 3)
+        )
+        targets.append(torch.as_tensor(a, dtype=torch.float32).reshape(-1, 3))
+        nexts.append(torch.as_tensor(pos[t + 1], dtype=torch.float32).reshape(-1, 3))
+        ws.append(poly.cg_masses.repeat(samples_per_polymer))
+        offsets.append(torch.as_tensor(poly.rg2_fine[t] - poly.rg2_cg[t], dtype=torch.float32))
+        chosen.append(poly)
+        n_nodes += samples_per_polymer * poly.n_beads
+    graph = torch.cat(
+        [
+            torch.arange(k * samples_per_polymer, (k + 1) * samples_per_polymer).repeat_interleave(
+                poly.n_beads
+            )
+            for k, poly in enumerate(chosen)
+        ]
+    )
+    return Batch(
+        x=torch.cat(xs),
+        v=torch.cat(vs),
+        target=torch.cat(targets),
+        next_x=torch.cat(nexts),
+        weights=torch.cat(ws),
+        graph=graph,
+        rg2_offset=torch.cat(offsets),
+        edges=torch.cat(edge_list),
+        bond_flag=torch.cat(flags),
+        polymers=chosen,
+        samples_per_polymer=samples_per_polymer,
+    )

@@ -1,0 +1,270 @@
+"""The three graph networks of the multi-scale CG simulator (MSGN paper §3, App. C).
+
+All are Encoder–Processor–Decoder GNNs (Sanchez-Gonzalez et al. 2020): node and edge MLPs
+encode, ``layers`` interaction-network layers update edges then nodes with residuals
+(messages summed at the receiving node), and MLPs decode. MLPs have two hidden ReLU layers
+(App. C).
+
+- :class:`EmbeddingGNN` (G_NE) on the fine bond graph: node input = learned bead-type
+  embedding a_i and weight w_i; edge input = a_i + a_j + a_bond. Output: per-bead type
+  embeddings c_i without positional information, averaged per CG group (eq. 1).
+- :class:`DynamicsGNN` (G_ND) on the CG graph (CG bonds + radius edges): inputs the bead
+  embeddings c_m, weights w_m, positions x_m and k history velocities
+  v_{t-j} = (x_{t-j} - x_{t-j-1}) / Δt; outputs a Gaussian N(μ_m, σ_m² I) over the
+  time-integrated acceleration a_m = (x_{t+Δt} - 2 x_t + x_{t-Δt}) / Δt², trained by its
+  negative log-likelihood; a rollout samples a and integrates by semi-implicit Euler
+  (v ← v + a Δt, x ← x + v Δt). An optional head predicts R_g²(fine) - R_g²(CG) from the
+  pooled latent graph (App. C).
+- :class:`ScoreGNN` (G_NS): noise-conditional score network trained by denoising score
+  matching (eq. 2); applied by annealed Langevin dynamics (App. C, Algorithm 1).
+
+Symmetry, by construction rather than augmentation: networks see only invariants
+(distances, bond flags, inner products of velocities with each other and with edge
+directions), and vector outputs are linear combinations of the unit edge vectors r̂_mn and
+of the bead's own history velocities with invariant coefficients. The predicted mean and
+score are therefore exactly translation-invariant and rotation-equivariant (tests check
+it), and the isotropic variance is invariant, so the predicted Gaussian rotates with the
+chain. Units: σ, τ; inputs are divided by the scales stored in :class:`Scales`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from explorer.nn.painn import scatter_sum
+
+__all__ = [
+    "DynamicsGNN",
+    "EmbeddingGNN",
+    "ModelConfig",
+    "Scales",
+    "ScoreGNN",
+    "gaussian_nll",
+    "mlp",
+]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters (paper App. C: 7 layers, widths 64 / 128; smaller here for CPUs).
+
+    ``n_types`` bead types; ``history`` k velocities; ``cutoff`` radius-edge connectivity r
+    in σ; ``noise_levels`` L geometric score levels from ``sigma_max`` to ``sigma_min`` (σ).
+    """
+
+    n_types: int = 4
+    embed_dim: int = 32
+    embed_layers: int = 2
+    hidden: int = 64
+    layers: int = 3
+    history: int = 3
+    cutoff: float = 8.0
+    score_hidden: int = 32
+    score_layers: int = 2
+    noise_levels: int = 10
+    sigma_min: float = 0.01
+    sigma_max: float = 1.0
+    rg_head: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Scales:
+    """Data scales that make network inputs and targets O(1): velocity (σ/τ), acceleration
+    (σ/τ²), length (σ), and the R_g² offset (σ²) mean and spread."""
+
+    velocity: float = 1.0
+    acceleration: float = 1.0
+    length: float = 1.0
+    rg2_offset_mean: float = 0.0
+    rg2_offset_std: float = 1.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def mlp(n_in: int, n_hidden: int, n_out: int, norm: bool = True) -> nn.Sequential:
+    """Two hidden ReLU layers (App. C), LayerNorm on the output for latent MLPs."""
+    layers: list[nn.Module] = [
+        nn.Linear(n_in, n_hidden),
+        nn.ReLU(),
+        nn.Linear(n_hidden, n_hidden),
+        nn.ReLU(),
+        nn.Linear(n_hidden, n_out),
+    ]
+    if norm:
+        layers.append(nn.LayerNorm(n_out))
+    return nn.Sequential(*layers)
+
+
+class InteractionLayer(nn.Module):
+    """One processor step: e' = e + φ_e(e, h_src, h_dst); h' = h + φ_v(h, Σ_{e→h} e')."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.edge = mlp(3 * hidden, hidden, hidden)
+        self.node = mlp(2 * hidden, hidden, hidden)
+
+    def forward(
+        self, h: torch.Tensor, e: torch.Tensor, edges: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        src, dst = edges[:, 0], edges[:, 1]
+        e = e + self.edge(torch.cat([e, h[src], h[dst]], dim=-1))
+        h = h + self.node(torch.cat([h, scatter_sum(e, dst, h.shape[0])], dim=-1))
+        return h, e
+
+
+class EmbeddingGNN(nn.Module):
+    """G_NE: bead types + weights on the fine bond graph → type embeddings c_i (N, D)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        d = config.embed_dim
+        self.types = nn.Embedding(config.n_types, d)
+        self.bond_type = nn.Parameter(torch.zeros(d))  # one bond type in this chemistry
+        self.node_in = mlp(d + 1, d, d)
+        self.edge_in = mlp(d, d, d)
+        self.layers = nn.ModuleList(InteractionLayer(d) for _ in range(config.embed_layers))
+        self.out = mlp(d, d, d, norm=False)
+
+    def forward(
+        self, types: torch.Tensor, weights: torch.Tensor, bonds: torch.Tensor
+    ) -> torch.Tensor:
+        """types (N,) int, weights (N,) bead masses, bonds (B, 2) → c (N, D)."""
+        a = self.types(types)
+        edges = torch.cat([bonds, bonds.flip(1)], dim=0)  # messages both ways
+        h = self.node_in(torch.cat([a, weights[:, None]], dim=-1))
+        e = self.edge_in(a[edges[:, 0]] + a[edges[:, 1]] + self.bond_type)
+        for layer in self.layers:
+            h, e = layer(h, e, edges)
+        return self.out(h)
+
+
+def cg_embedding(c_fine: torch.Tensor, groups: torch.Tensor, n_beads: int) -> torch.Tensor:
+    """Eq. 1: c_m = mean of c_i over the atoms of group m → (M, D)."""
+    counts = torch.bincount(groups, minlength=n_beads).clamp(min=1).to(c_fine.dtype)
+    return scatter_sum(c_fine, groups, n_beads) / counts[:, None]
+
+
+def _edge_geometry(x: torch.Tensor, edges: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distances (E,) and unit vectors r̂ (E, 3) from receiver to sender, x_src - x_dst."""
+    r = x[edges[:, 0]] - x[edges[:, 1]]
+    d = torch.sqrt((r * r).sum(-1) + 1e-12)
+    return d, r / d[:, None]
+
+
+class DynamicsGNN(nn.Module):
+    """G_ND: history-augmented CG graph → Gaussian over the time-integrated acceleration.
+
+    ``forward`` returns (mean (M, 3), log-variance (M,), pooled latent (G, H)) in units of
+    ``Scales.acceleration`` (the caller multiplies by it).
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        k, hdim = config.history, config.hidden
+        self.k = k
+        n_node = config.embed_dim + 1 + k * (k + 1) // 2
+        n_edge = 2 + 3 * k  # distance, bond flag, v_m·r̂, v_n·r̂, v_m·v_n per history step
+        self.node_in = mlp(n_node, hdim, hdim)
+        self.edge_in = mlp(n_edge, hdim, hdim)
+        self.layers = nn.ModuleList(InteractionLayer(hdim) for _ in range(config.layers))
+        self.node_out = mlp(hdim, hdim, k + 1, norm=False)  # k velocity weights, log-variance
+        self.edge_out = mlp(hdim, hdim, 1, norm=False)  # weight of r̂ per edge
+        self.rg_head = mlp(hdim, hdim, 1, norm=False) if config.rg_head else None
+        iu = torch.triu_indices(k, k)
+        self.register_buffer("_iu", iu, persistent=False)
+
+    def forward(
+        self,
+        c: torch.Tensor,
+        weights: torch.Tensor,
+        x: torch.Tensor,
+        v: torch.Tensor,
+        edges: torch.Tensor,
+        bond_flag: torch.Tensor,
+        graph: torch.Tensor,
+        n_graphs: int,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """c (M, D); weights (M,); x (M, 3) and edge lengths in length scale; v (M, k, 3)
+        in velocity scale; edges (E, 2) sender→receiver; bond_flag (E,); graph (M,)."""
+        d, rhat = _edge_geometry(x, edges)
+        src, dst = edges[:, 0], edges[:, 1]
+        gram = torch.einsum("mid,mjd->mij", v, v)[:, self._iu[0], self._iu[1]]
+        h = self.node_in(torch.cat([c, torch.log(weights)[:, None], gram], dim=-1))
+        proj_dst = torch.einsum("ekd,ed->ek", v[dst], rhat)
+        proj_src = torch.einsum("ekd,ed->ek", v[src], rhat)
+        cross = (v[dst] * v[src]).sum(-1)
+        e = self.edge_in(torch.cat([d[:, None], bond_flag[:, None], proj_dst, proj_src, cross], -1))
+        for layer in self.layers:
+            h, e = layer(h, e, edges)
+        out = self.node_out(h)
+        mean = torch.einsum("mk,mkd->md", out[:, : self.k], v)
+        mean = mean + scatter_sum(self.edge_out(e) * rhat, dst, x.shape[0])
+        pooled = scatter_sum(h, graph, n_graphs) / torch.bincount(graph, minlength=n_graphs)[
+            :, None
+        ].clamp(min=1)
+        return mean, out[:, self.k], pooled
+
+    def rg2_offset(self, pooled: torch.Tensor) -> torch.Tensor:
+        """(G,) normalised R_g²(fine) - R_g²(CG) from pooled latents (App. C)."""
+        if self.rg_head is None:
+            return torch.zeros(pooled.shape[0], dtype=pooled.dtype, device=pooled.device)
+        return self.rg_head(pooled)[:, 0]
+
+
+def gaussian_nll(mean: torch.Tensor, log_var: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood per coordinate of N(mean, exp(log_var) I), constants
+    dropped: ½ [log σ² + |target - mean|² / (3 σ²)] averaged over beads."""
+    log_var = log_var.clamp(-10.0, 10.0)  # keeps exp() finite early in training
+    sq = ((target - mean) ** 2).sum(-1) / 3.0
+    return 0.5 * (log_var + sq * torch.exp(-log_var)).mean()
+
+
+class ScoreGNN(nn.Module):
+    """G_NS: (noisy CG positions, embeddings, noise level σ) → ε̂ ≈ -z, i.e. σ × score.
+
+    Denoising score matching (eq. 2) with x̃ = x + σ z trains
+    ``|G_NS(x̃, σ) + z|²``; then ∇ log p_σ(x̃) ≈ G_NS(x̃, σ) / σ (Algorithm 1 divides by σ_i).
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        hdim = config.score_hidden
+        self.node_in = mlp(config.embed_dim + 2, hdim, hdim)
+        self.edge_in = mlp(3, hdim, hdim)
+        self.layers = nn.ModuleList(InteractionLayer(hdim) for _ in range(config.score_layers))
+        self.edge_out = mlp(hdim, hdim, 1, norm=False)
+
+    def forward(
+        self,
+        c: torch.Tensor,
+        weights: torch.Tensor,
+        x: torch.Tensor,
+        sigma: torch.Tensor,
+        edges: torch.Tensor,
+        bond_flag: torch.Tensor,
+    ) -> torch.Tensor:
+        """x (M, 3) in length scale; sigma (M,) per-bead noise level (same unit) → (M, 3)."""
+        d, rhat = _edge_geometry(x, edges)
+        dst = edges[:, 1]
+        log_sigma = torch.log(sigma)
+        h = self.node_in(torch.cat([c, torch.log(weights)[:, None], log_sigma[:, None]], -1))
+        e = self.edge_in(torch.stack([d, bond_flag, log_sigma[dst]], dim=-1))
+        for layer in self.layers:
+            h, e = layer(h, e, edges)
+        return scatter_sum(self.edge_out(e) * rhat, dst, x.shape[0])
+
+
+def noise_schedule(config: ModelConfig) -> torch.Tensor:
+    """(L,) geometric noise levels σ_1 > … > σ_L from sigma_max to sigma_min (σ)."""
+    return torch.logspace(
+        torch.log10(torch.tensor(config.sigma_max)),
+        torch.log10(torch.tensor(config.sigma_min)),
+        config.noise_levels,
+    )

@@ -1,0 +1,361 @@
+"""End-to-end training of the CG simulator (MSGN paper §3, App. C).
+
+One optimiser trains the Embedding, Dynamics and Score GNNs (and the R_g² head) together;
+the loss of a batch is
+
+    L = NLL(a | μ, σ²)  +  λ_score · E_{σ_i, z} |G_NS(x_{t+Δt} + σ_i z, σ_i) + z|² / 3
+        +  λ_rg · (head - (R_g²_fine - R_g²_CG))²          (normalised by data scales)
+
+with the Gaussian NLL of the time-integrated acceleration (eq. in §3), denoising score
+matching at a uniformly drawn noise level (eq. 2, weighted by σ_i² as usual, so the target
+is the noise itself) and the App. C R_g² offset. Adam with the learning rate decayed
+exponentially from ``lr`` to ``lr_final`` over ``max_steps``, gradient clipping, validation
+(NLL on held-out class-I polymers, fixed batches) every ``eval_every`` steps, early stopping
+after ``patience`` evaluations without improvement, best weights restored.
+
+Reproducible: ``seed`` fixes initialisation and every draw; a training state (tensors and
+plain containers, ``torch.save`` / ``torch.load(weights_only=True)``) is written at every
+evaluation, and ``resume_from`` continues it exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from explorer.cg.data import Batch, CGPolymer, graph_edges, make_batch, prepare_polymer
+from explorer.cg.model import (
+    DynamicsGNN,
+    EmbeddingGNN,
+    ModelConfig,
+    Scales,
+    ScoreGNN,
+    cg_embedding,
+    gaussian_nll,
+    noise_schedule,
+)
+from explorer.cg.polymers import BEAD_TYPES, load_polymer
+from explorer.checkpoints import CHECKPOINT_DIR, save_checkpoint, sha256_of
+from explorer.errors import AnalysisError, ResumeError
+
+__all__ = ["CGModules", "TrainConfig", "TrainResult", "batch_losses", "fit_scales", "train"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one run (paper App. C: Adam 2e-4 → 2e-5 over 2M steps; here CPU-sized).
+
+    ``bead_size`` atoms per CG bead (METIS); ``validation`` names of held-out polymers
+    (default: the last ``n_validation`` given).
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    bead_size: int = 4
+    max_steps: int = 3_000
+    eval_every: int = 250
+    patience: int = 6
+    lr: float = 1e-3
+    lr_final: float = 1e-4
+    grad_clip: float = 1.0
+    n_polymers: int = 4
+    samples_per_polymer: int = 8
+    validation_batches: int = 8
+    n_validation: int = 2
+    score_weight: float = 0.5
+    rg_weight: float = 0.2
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+@dataclass
+class CGModules:
+    """The trained networks plus the data scales they expect."""
+
+    embedding: EmbeddingGNN
+    dynamics: DynamicsGNN
+    score: ScoreGNN
+    config: ModelConfig
+    scales: Scales
+
+    @classmethod
+    def create(cls, config: ModelConfig, scales: Scales) -> CGModules:
+        return cls(EmbeddingGNN(config), DynamicsGNN(config), ScoreGNN(config), config, scales)
+
+    def as_dict(self) -> dict[str, torch.nn.Module]:
+        return {"embedding": self.embedding, "dynamics": self.dynamics, "score": self.score}
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return [p for m in self.as_dict().values() for p in m.parameters()]
+
+    def train(self, mode: bool = True) -> None:
+        for m in self.as_dict().values():
+            m.train(mode)
+
+    def bead_embeddings(self, polymer: CGPolymer) -> torch.Tensor:
+        """c_m (M, D) of one polymer (embedding GNN on the fine graph, then eq. 1)."""
+        c = self.embedding(polymer.types, polymer.fine_masses, polymer.bonds)
+        return cg_embedding(c, polymer.groups, polymer.n_beads)
+
+
+def fit_scales(polymers: Sequence[CGPolymer], history: int) -> Scales:
+    """Isotropic (rotation-invariant) RMS scales of velocities, accelerations, bond lengths."""
+    v, a, bond, off = [], [], [], []
+    for p in polymers:
+        x = p.positions
+        v.append(np.diff(x, axis=0).ravel() / p.dt_tau)
+        a.append((x[2:] - 2 * x[1:-1] + x[:-2]).ravel() / p.dt_tau**2)
+        idx = torch.nonzero(p.bond_matrix).numpy()
+        if idx.size:
+            bond.append(np.linalg.norm(x[:, idx[:, 0]] - x[:, idx[:, 1]], axis=-1).ravel())
+        off.append(p.rg2_fine - p.rg2_cg)
+    offsets = np.concatenate(off)
+    return Scales(
+        velocity=float(np.sqrt(np.mean(np.concatenate(v) ** 2))),
+        acceleration=float(np.sqrt(np.mean(np.concatenate(a) ** 2))),
+        length=float(np.mean(np.concatenate(bond))) if bond else 1.0,
+        rg2_offset_mean=float(offsets.mean()),
+        rg2_offset_std=float(max(offsets.std(), 1e-6)),
+    )
+
+
+def batch_losses(
+    modules: CGModules, batch: Batch, generator: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """The three loss terms of one batch (dimensionless, see module docstring)."""
+    cfg, sc = modules.config, modules.scales
+    c = torch.cat(
+        [modules.bead_embeddings(p).repeat(batch.samples_per_polymer, 1) for p in batch.polymers]
+    )
+    n_graphs = int(batch.graph.max()) + 1
+    mean, log_var, pooled = modules.dynamics(
+        c, batch.weights, batch.x / sc.length, batch.v / sc.velocity,
+        batch.edges, batch.bond_flag, batch.graph, n_graphs,
+    )  # fmt: skip
+    losses = {"nll": gaussian_nll(mean, log_var, batch.target / sc.acceleration)}
+    target = (batch.rg2_offset - sc.rg2_offset_mean) / sc.rg2_offset_std
+    losses["rg"] = ((modules.dynamics.rg2_offset(pooled) - target) ** 2).mean()
+    # Score matching on the next frame's CG structure at one random level per sample.
+    sigmas = noise_schedule(cfg)
+    level = torch.randint(len(sigmas), (n_graphs,), generator=generator)
+    sigma = sigmas[level][batch.graph]
+    z = torch.randn(batch.next_x.shape, generator=generator)
+    noisy = batch.next_x + sigma[:, None] * z
+    edges, flag = _edges_per_sample(noisy, batch, cfg.cutoff)
+    eps = modules.score(c, batch.weights, noisy / sc.length, sigma / sc.length, edges, flag)
+    losses["score"] = ((eps + z) ** 2).sum(-1).mean() / 3.0
+    return losses
+
+
+def _edges_per_sample(
+    x: torch.Tensor, batch: Batch, cutoff: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    edges, flags, offset = [], [], 0
+    for poly in batch.polymers:
+        n = batch.samples_per_polymer * poly.n_beads
+        e, f = graph_edges(x[offset : offset + n].reshape(-1, poly.n_beads, 3), poly.bond_matrix,
+                           cutoff)  # fmt: skip
+        edges.append(e + offset)
+        flags.append(f)
+        offset += n
+    return torch.cat(edges), torch.cat(flags)
+
+
+@dataclass
+class TrainResult:
+    """``history`` rows: (step, mean train loss, validation NLL, validation score, val rg)."""
+
+    modules: CGModules
+    best_val: float
+    best_step: int
+    steps: int
+    wall_time_s: float
+    history: list[tuple[float, ...]]
+    stopped_early: bool
+    card_path: Path | None = None
+
+
+def _total(losses: dict[str, torch.Tensor], config: TrainConfig) -> torch.Tensor:
+    return losses["nll"] + config.score_weight * losses["score"] + config.rg_weight * losses["rg"]
+
+
+def _validate(modules: CGModules, batches: list[Batch], seed: int) -> dict[str, float]:
+    generator = torch.Generator().manual_seed(seed)
+    modules.train(False)
+    with torch.no_grad():
+        rows = [batch_losses(modules, b, generator) for b in batches]
+    modules.train(True)
+    return {k: float(np.mean([float(r[k]) for r in rows])) for k in rows[0]}
+
+
+def _state_of(modules: CGModules) -> dict[str, dict[str, torch.Tensor]]:
+    return {
+        name: {k: v.detach().clone() for k, v in m.state_dict().items()}
+        for name, m in modules.as_dict().items()
+    }
+
+
+def _load_state(modules: CGModules, state: dict[str, dict[str, torch.Tensor]]) -> None:
+    for name, m in modules.as_dict().items():
+        m.load_state_dict(state[name])
+
+
+def load_training_polymers(
+    paths: Sequence[str | Path], bead_size: int, seed: int = 0
+) -> list[CGPolymer]:
+    """Read and coarse-grain reference files (H5MD of :mod:`explorer.cg.polymers`)."""
+    return [prepare_polymer(load_polymer(Path(p)), bead_size, seed) for p in paths]
+
+
+def train(
+    paths: Sequence[str | Path],
+    config: TrainConfig,
+    *,
+    out_name: str | None = None,
+    out_dir: Path | None = None,
+    resume_from: Path | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    card_extra: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train on class-I reference files; the last ``n_validation`` are held out.
+
+    Writes ``<out_dir>/<out_name>.safetensors/.json`` (modules ``embedding``, ``dynamics``,
+    ``score``) and a training state ``<out_name>.state.pt`` at every evaluation when
+    ``out_name`` is given.
+    """
+    paths = [Path(p) for p in paths]
+    if len(paths) <= config.n_validation:
+        raise AnalysisError(f"need more than {config.n_validation} polymer files to train")
+    polymers = load_training_polymers(paths, config.bead_size, config.seed)
+    train_set, val_set = polymers[: -config.n_validation], polymers[-config.n_validation :]
+    cfg = config.model
+    out_dir = Path(out_dir) if out_dir is not None else CHECKPOINT_DIR
+    state_path = out_dir / f"{out_name}.state.pt" if out_name else None
+
+    torch.manual_seed(config.seed)
+    modules = CGModules.create(cfg, fit_scales(train_set, cfg.history))
+    optimizer = torch.optim.Adam(modules.parameters(), lr=config.lr)
+    gamma = (config.lr_final / config.lr) ** (1.0 / max(1, config.max_steps))
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma)
+    val_rng = np.random.default_rng(config.seed + 1)
+    val_batches = [
+        make_batch(
+            val_set, val_rng, cfg.history, cfg.cutoff, config.n_polymers, config.samples_per_polymer
+        )
+        for _ in range(config.validation_batches)
+    ]
+    rng = np.random.default_rng(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    step, best_step, bad, elapsed = 0, 0, 0, 0.0
+    best_val, best_state = float("inf"), _state_of(modules)
+    history: list[tuple[float, ...]] = []
+    if resume_from is not None:
+        saved = torch.load(resume_from, weights_only=True)
+        if json.loads(saved["config"]) != config.to_dict() | {"max_steps": saved["max_steps"]}:
+            raise ResumeError(f"{resume_from}: saved with different settings; cannot resume")
+        _load_state(modules, saved["modules"])
+        modules.scales = Scales(**json.loads(saved["scales"]))
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        rng.bit_generator.state = json.loads(saved["numpy_rng"])
+        generator.set_state(saved["torch_rng"])
+        step, best_step, bad = saved["step"], saved["best_step"], saved["bad"]
+        best_val, best_state = saved["best_val"], saved["best_state"]
+        history = [tuple(h) for h in saved["history"]]
+        elapsed = saved["wall_time_s"]
+
+    start, window, stopped = time.perf_counter() - elapsed, [], False
+    bar = tqdm(total=config.max_steps, initial=step, disable=not progress, desc="cg")
+    modules.train(True)
+    while step < config.max_steps and not stopped:
+        batch = make_batch(train_set, rng, cfg.history, cfg.cutoff, config.n_polymers,
+                           config.samples_per_polymer)  # fmt: skip
+        loss = _total(batch_losses(modules, batch, generator), config)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(modules.parameters(), config.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        window.append(loss.item())
+        bar.update(1)
+        bar.set_postfix(loss=f"{window[-1]:.3f}", best=f"{best_val:.3f}")
+        if step % config.eval_every and step < config.max_steps:
+            continue
+        val = _validate(modules, val_batches, config.seed + 2)
+        history.append((step, float(np.mean(window)), val["nll"], val["score"], val["rg"]))
+        window = []
+        if val["nll"] < best_val:
+            best_val, best_step, best_state, bad = val["nll"], step, _state_of(modules), 0
+        else:
+            bad += 1
+        stopped = bad >= config.patience
+        if state_path is not None:
+            state_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = state_path.with_suffix(".tmp")
+            torch.save(
+                {
+                    "config": json.dumps(config.to_dict()),
+                    "max_steps": config.max_steps,
+                    "scales": json.dumps(modules.scales.to_dict()),
+                    "modules": _state_of(modules),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "numpy_rng": json.dumps(rng.bit_generator.state),
+                    "torch_rng": generator.get_state(),
+                    "step": step,
+                    "best_step": best_step,
+                    "bad": bad,
+                    "best_val": best_val,
+                    "best_state": best_state,
+                    "history": [list(h) for h in history],
+                    "wall_time_s": time.perf_counter() - start,
+                },
+                tmp,
+            )
+            tmp.replace(state_path)
+        if log is not None:  # after the save, so an interrupted run resumes from here
+            log(f"step {step}: train {history[-1][1]:.4f}, val NLL {val['nll']:.4f}, "
+                f"score {val['score']:.4f}, rg {val['rg']:.4f}")  # fmt: skip
+    bar.close()
+    _load_state(modules, best_state)
+    modules.train(False)
+    result = TrainResult(
+        modules, best_val, best_step, step, time.perf_counter() - start, history, stopped
+    )
+    if out_name is not None:
+        card = {
+            "family": "cg",
+            "model": cfg.to_dict(),
+            "scales": modules.scales.to_dict(),
+            "bead_size": config.bead_size,
+            "bead_types": list(BEAD_TYPES),
+            "dt_tau": float(train_set[0].dt_tau),
+            "units": {"length": "sigma", "time": "tau", "energy": "epsilon"},
+            "train_config": config.to_dict(),
+            "training_files": [{"name": p.name, "sha256": sha256_of(p)} for p in paths],
+            "validation_polymers": [p.name for p in val_set],
+            "best_val_nll": best_val,
+            "best_step": best_step,
+            "steps": step,
+            "history": [list(h) for h in history],
+            "wall_time_s": result.wall_time_s,
+            "stopped_early": stopped,
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "torch_version": torch.__version__,
+            **(card_extra or {}),
+        }
+        result.card_path = save_checkpoint(out_name, modules.as_dict(), card, out_dir)
+    return result

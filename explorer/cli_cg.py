@@ -1,0 +1,255 @@
+"""``accelmd rollout | train | eval cg`` and the polymer dataset: the CG family on the CLI.
+
+The lead's ``cli_models.add_model_commands`` calls :func:`add_cg_rollout`,
+:func:`add_cg_train` and :func:`add_cg_eval` with the family sub-parsers; ``make data``
+calls :func:`generate_polymer_data` (or ``accelmd data --cg`` through
+:func:`add_cg_data_arguments` / :func:`run_cg_data`). Handlers only build arguments for
+``explorer.cg`` functions and return an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from explorer.errors import ExplorerError
+
+if TYPE_CHECKING:
+    from explorer.cg.data import CGPolymer
+
+__all__ = [
+    "add_cg_data_arguments",
+    "add_cg_eval",
+    "add_cg_rollout",
+    "add_cg_train",
+    "generate_polymer_data",
+    "run_cg_data",
+]
+
+DEFAULT_CHECKPOINT = "cg-polymers"
+
+
+# -- rollout cg ---------------------------------------------------------------
+def add_cg_rollout(families: argparse._SubParsersAction) -> None:
+    p = families.add_parser("cg", help="CG simulator: learned steps of Δt (2 τ) on CG beads")
+    p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help="bundled name or .json")
+    p.add_argument("--polymer", required=True, help="bundled polymer name or its .h5 file")
+    p.add_argument("--steps", type=int, required=True, help="learned steps (Δt each)")
+    p.add_argument("--out", required=True, help="output H5MD file of CG bead positions (σ, τ)")
+    p.add_argument(
+        "--refinement", "--refinement-strength", dest="refinement", type=int, default=0,
+        help="Score-GNN refinement: number of noise levels (0 = off)",
+    )  # fmt: skip
+    p.add_argument("--langevin-steps", type=int, default=5, help="Langevin steps per level")
+    p.add_argument("--start-frame", type=int, default=0, help="reference frame to start from")
+    p.add_argument("--polymer-dir", help="where polymer names are found (default: bundled)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=_run_cg_rollout)
+
+
+def _run_cg_rollout(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from explorer.cg.simulate import CGSimulator
+    from explorer.session import FAILED, Rollout
+
+    simulator = CGSimulator.from_checkpoint(args.checkpoint, **_polymer_dir(args))
+    atoms = simulator.polymer_atoms(args.polymer, start_frame=args.start_frame)
+    knobs = {
+        "polymer": args.polymer,
+        "refinement": args.refinement,
+        "langevin_steps": args.langevin_steps,
+        "seed": args.seed,
+    }
+    cg = simulator.load(args.polymer)
+    metadata = {
+        "producer": "accelmd rollout cg",
+        "checkpoint": simulator.name,
+        "polymer": args.polymer,
+        "dt_tau": simulator.dt_tau,
+        "length_unit": "sigma",
+        "time_unit": "tau",
+        "note": "positions are CG bead centres of mass in σ, times in τ (H5MD labels Å/ps)",
+        "cg_masses": cg.cg_masses.tolist(),
+        "cg_groups": cg.groups.tolist(),
+    }
+    rollout = Rollout(simulator, atoms, args.steps, knobs, out_path=args.out, metadata=metadata)
+    with tqdm(total=args.steps, desc="CG", unit="step", file=sys.stderr) as bar:
+        rollout.subscribe(lambda index, frame: index and bar.update(1))
+        rollout.start()
+        rollout.join()
+    if Path(args.out).exists():
+        annotate_rollout_file(Path(args.out), cg)
+    if rollout.status == FAILED:
+        error = rollout.error
+        kept = rollout.n_frames
+        if isinstance(error, ExplorerError):
+            raise type(error)(f"{error} ({kept} frames kept in {args.out})")
+        raise ExplorerError(f"rollout failed: {error} ({kept} frames kept in {args.out})")
+    print(f"{args.out}: {rollout.n_frames} frames, {rollout.progress().simulated_ps:g} τ")
+    return 0
+
+
+def _polymer_dir(args: argparse.Namespace) -> dict[str, Path]:
+    return {"polymer_dir": Path(args.polymer_dir)} if args.polymer_dir else {}
+
+
+def annotate_rollout_file(path: Path, cg: CGPolymer) -> None:
+    """Store the CG masses, CG bonds and σ² units in a rollout file (after the writer)."""
+    import h5py
+    import numpy as np
+
+    with h5py.File(path, "r+", locking=False) as f:
+        f["particles/all/mass"][...] = np.asarray(cg.cg_masses, dtype=np.float64)
+        f["particles/all/mass"].attrs["unit"] = "bead mass"
+        bonds = np.argwhere(np.triu(np.asarray(cg.bond_matrix)))
+        if "connectivity/all_bonds" not in f:
+            f.create_dataset("connectivity/all_bonds", data=bonds.astype(np.int32))
+        for name in ("rg2_cg", "rg2_fine"):
+            if f"observables/{name}/value" in f:
+                f[f"observables/{name}/value"].attrs["unit"] = "sigma^2"
+
+
+# -- train cg -----------------------------------------------------------------
+def add_cg_train(families: argparse._SubParsersAction) -> None:
+    p = families.add_parser("cg", help="train the CG simulator end to end on class-I polymers")
+    p.add_argument("--data", nargs="+", help="polymer H5MD files (default: bundled train_I_*)")
+    p.add_argument("--name", default=DEFAULT_CHECKPOINT, help="checkpoint name")
+    p.add_argument("--out-dir", help="checkpoint directory (default: sample_data/checkpoints)")
+    p.add_argument("--bead-size", type=int, default=4, help="fine beads per CG bead (METIS)")
+    # Defaults: the bundled cg-polymers checkpoint (about 9 min on one busy CPU core).
+    p.add_argument("--max-steps", type=int, default=1_500)
+    p.add_argument("--eval-every", type=int, default=150)
+    p.add_argument("--patience", type=int, default=5)
+    p.add_argument("--batch-polymers", type=int, default=3, help="polymers per batch")
+    p.add_argument("--samples-per-polymer", type=int, default=8, help="frames per polymer")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--hidden", type=int, default=48, help="Dynamics GNN width")
+    p.add_argument("--layers", type=int, default=3, help="message-passing layers")
+    p.add_argument("--history", type=int, default=3, help="k history velocities")
+    p.add_argument("--validation", type=int, default=2, help="polymers held out (the last N)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from the saved state")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=_run_cg_train)
+
+
+def _run_cg_train(args: argparse.Namespace) -> int:
+    from explorer.cg.model import ModelConfig
+    from explorer.cg.polymers import POLYMER_DIR
+    from explorer.cg.train import TrainConfig, train
+    from explorer.checkpoints import CHECKPOINT_DIR
+
+    paths = args.data or [str(p) for p in sorted(POLYMER_DIR.glob("train_I_*.h5"))]
+    if not paths:
+        raise ExplorerError("no training polymers; run `accelmd data --cg` first or pass --data")
+    out_dir = Path(args.out_dir) if args.out_dir else CHECKPOINT_DIR
+    state = out_dir / f"{args.name}.state.pt"
+    config = TrainConfig(
+        model=ModelConfig(hidden=args.hidden, layers=args.layers, history=args.history),
+        bead_size=args.bead_size,
+        max_steps=args.max_steps,
+        eval_every=args.eval_every,
+        patience=args.patience,
+        lr=args.lr,
+        lr_final=args.lr / 10,
+        n_validation=args.validation,
+        n_polymers=args.batch_polymers,
+        samples_per_polymer=args.samples_per_polymer,
+        seed=args.seed,
+    )
+    result = train(
+        paths,
+        config,
+        out_name=args.name,
+        out_dir=out_dir,
+        resume_from=state if args.resume and state.exists() else None,
+        progress=not args.no_progress,
+        card_extra={"command": "accelmd " + " ".join(sys.argv[1:])},
+    )
+    print(
+        f"{result.card_path}: best validation NLL {result.best_val:.4g} at step "
+        f"{result.best_step} of {result.steps} ({result.wall_time_s:.0f} s)"
+    )
+    return 0
+
+
+# -- eval cg ------------------------------------------------------------------
+def add_cg_eval(families: argparse._SubParsersAction) -> None:
+    p = families.add_parser("cg", help="CG simulator vs long and short MD on class-II polymers")
+    p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
+    p.add_argument("--polymers", nargs="+", help="test polymers (default: bundled test_II_*)")
+    p.add_argument("--steps", type=int, help="learned steps (default: the reference length)")
+    p.add_argument("--refinement", type=int, default=0)
+    p.add_argument("--polymer-dir", help="where polymer names are found (default: bundled)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--write-card", action="store_true", help="store the summary in the card")
+    p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p.set_defaults(handler=_run_cg_eval)
+
+
+def _run_cg_eval(args: argparse.Namespace) -> int:
+    from explorer.cg.evaluate import evaluate
+    from explorer.cg.simulate import CGSimulator
+
+    simulator = CGSimulator.from_checkpoint(args.checkpoint, **_polymer_dir(args))
+    polymers = args.polymers or [p.stem for p in sorted(simulator.polymer_dir.glob("test_II_*.h5"))]
+    if not polymers:
+        raise ExplorerError("no class-II test polymers; run `accelmd data --cg` first")
+    report = evaluate(
+        simulator, polymers, seed=args.seed, refinement=args.refinement, steps=args.steps,
+        progress=not args.json,
+    )  # fmt: skip
+    if args.write_card:
+        write_metrics_to_card(args.checkpoint, report.summary)
+    if args.json:
+        print(report.to_json())
+        return 0
+    s = report.summary
+    print(
+        f"{len(report.rows)} polymers: <Rg²> r² {s['model_r2']:.3f} (short MD "
+        f"{s['short_md_r2']:.3f}), MAE {s['model_mae']:.3g} ({s['short_md_mae']:.3g}) σ², "
+        f"EMD {s['model_emd']:.3g} ({s['short_md_emd']:.3g}) σ², t_R MAE "
+        f"{s['model_t_relax_mae_tau']:.3g} τ; stable {100 * s['stable_fraction']:.0f} %"
+    )
+    return 0
+
+
+def write_metrics_to_card(checkpoint: str, summary: dict) -> Path:
+    """Add ``validation_metrics`` to a card without touching the weights (sha256 unchanged)."""
+    from explorer.checkpoints import resolve
+
+    path = resolve(checkpoint)
+    card = json.loads(path.read_text())
+    card["validation_metrics"] = summary
+    path.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+# -- data ---------------------------------------------------------------------
+def generate_polymer_data(progress: bool = True, directory: Path | None = None) -> list[Path]:
+    """Generate (or resume) the bundled polymer dataset (``make data``)."""
+    from explorer.cg.evaluate import reference_observables
+    from explorer.cg.polymers import POLYMER_DIR, generate_dataset
+
+    directory = Path(directory) if directory else POLYMER_DIR
+    paths = generate_dataset(directory, progress=progress)
+    summary = directory / "reference_observables.json"
+    summary.write_text(json.dumps(reference_observables(directory), indent=1) + "\n")
+    return [*paths, summary]
+
+
+def add_cg_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--cg`` for ``accelmd data``: generate the polymer dataset instead."""
+    parser.add_argument(
+        "--cg", action="store_true", help="generate the CG polymer dataset (sample_data/polymers)"
+    )
+
+
+def run_cg_data(args: argparse.Namespace) -> int:
+    for path in generate_polymer_data(progress=not getattr(args, "no_progress", False)):
+        print(f"{path}: done")
+    return 0

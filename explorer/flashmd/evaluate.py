@@ -1,0 +1,172 @@
+"""Evaluation of a FlashMD checkpoint against held-out reference trajectories (App H, F, §1).
+
+* **One-stride errors** on test pairs (App H, Table 3): RMSE of q (Å) and of v (Å/fs)
+  of the constrained prediction, beside velocity Verlet run with the same large step
+  Δτ and the reference calculator (the baseline the paper's table starts from).
+* **Rollouts** from the first test frame (positions and momenta): NVE with and without the
+  energy-conservation filter (total-energy drift per ps, by a linear fit, in meV/atom/ps),
+  and NVT with Langevin and Bussi thermostats (mean temperature minus target, K); the RDF
+  overlap score (Geodite eq. 7, :mod:`explorer.analysis.rdf`) of the Langevin rollout
+  against the test trajectory (periodic cells), or for a slab the per-layer mean-square
+  displacement at the last time both trajectories reach (FlashMD Fig. 3b style). A rollout
+  that diverges reports where.
+
+Units: Å, fs, K, eV.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms, units
+
+from explorer.errors import ExplorerError, SimulationDiverged
+from explorer.flashmd.data import FS_PER_PS, StatePair, load_pairs
+from explorer.flashmd.energy import EnergyModel
+from explorer.flashmd.simulate import FlashMDSimulator
+from explorer.flashmd.train import evaluate_pairs
+from explorer.h5md import read_h5md
+from explorer.session import Rollout
+from explorer.trajectory import Trajectory
+
+__all__ = [
+    "evaluate_checkpoint",
+    "layer_msd",
+    "record_in_card",
+    "rollout_report",
+    "verlet_baseline",
+]
+
+
+def layer_msd(traj: Trajectory, time_ps: float, n_layers: int) -> list[float]:
+    """Mean-square displacement (Å²) per layer at the frame nearest ``time_ps``; layers are
+    ``n_layers`` equal groups of atoms ranked by their initial z (a slab along z)."""
+    frame = int(np.argmin(np.abs(traj.times_ps - time_ps)))
+    order = np.argsort(traj.positions[0, :, 2], kind="stable")
+    disp = traj.positions[frame].astype(np.float64) - traj.positions[0]
+    sq = np.sum(disp**2, axis=-1)
+    return [float(sq[group].mean()) for group in np.array_split(order, n_layers)]
+
+
+def verlet_baseline(
+    pairs: Sequence[StatePair], energy: EnergyModel, stride_fs: float
+) -> dict[str, float]:
+    """RMSE(q) in Å and RMSE(v) in Å/fs of one velocity-Verlet step of length Δτ."""
+    sq_q = sq_v = 0.0
+    n = 0
+    dt = stride_fs * units.fs
+    for pair in pairs:
+        atoms = Atoms(pair.numbers, pair.positions, cell=pair.cell, pbc=pair.pbc)
+        atoms.calc = energy.calculator
+        m = pair.masses[:, None]
+        p = pair.momenta / units.fs  # amu·Å/fs → ASE units
+        f0 = atoms.get_forces()
+        p_half = p + 0.5 * dt * f0
+        atoms.positions = pair.positions + dt * p_half / m
+        p_new = p_half + 0.5 * dt * atoms.get_forces()
+        sq_q += float(np.sum((atoms.positions - pair.next_positions) ** 2))
+        sq_v += float(np.sum((p_new * units.fs / m - pair.next_momenta / m) ** 2))
+        n += pair.positions.size
+    return {"rmse_q": math.sqrt(sq_q / n), "rmse_v": math.sqrt(sq_v / n)}
+
+
+def rollout_report(
+    simulator: FlashMDSimulator,
+    start: Atoms,
+    steps: int,
+    knobs: dict[str, Any],
+    reference: Trajectory | None = None,
+) -> dict[str, Any]:
+    """Run one rollout and summarise it (temperature, energy drift, RDF overlap)."""
+    rollout = Rollout(simulator, start, steps, knobs)
+    rollout.start()
+    rollout.join()
+    report: dict[str, Any] = {"status": rollout.status, "strides": rollout.n_frames - 1}
+    if isinstance(rollout.error, SimulationDiverged):
+        report["error"] = str(rollout.error)
+    elif rollout.error is not None:
+        raise rollout.error
+    traj = rollout.trajectory()
+    temperature = traj.energies.get("temperature")
+    if temperature is not None and temperature.size > 1:
+        report["mean_temperature_K"] = float(np.mean(temperature[1:]))
+        if knobs.get("thermostat", "none") != "none":
+            report["temperature_error_K"] = report["mean_temperature_K"] - knobs["temperature_K"]
+    total = traj.energies.get("total_energy")
+    if total is not None and total.size > 2 and np.all(np.isfinite(total)):
+        slope = np.polyfit(traj.times_ps, total, 1)[0]
+        report["energy_drift_meV_per_atom_per_ps"] = float(slope / traj.n_atoms * 1e3)
+    if reference is not None and traj.n_frames > 5 and all(traj.pbc):
+        from explorer.analysis.rdf import min_overlap_score, rdf
+
+        ours = rdf(traj, discard_fraction=0.2)
+        ref = rdf(reference, discard_fraction=0.0)
+        report["rdf_overlap"] = float(min_overlap_score(ours, ref))
+    elif reference is not None and traj.n_frames > 1:
+        t = min(float(traj.times_ps[-1]), float(reference.times_ps[-1]))
+        report["layer_msd_time_ps"] = t
+        report["layer_msd_A2"] = layer_msd(traj, t, n_layers=8)
+        report["reference_layer_msd_A2"] = layer_msd(reference, t, n_layers=8)
+    return report
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    test_files: Sequence[str | Path],
+    *,
+    rollout_steps: int = 50,
+    energy_structures: int = 16,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """The full report (module docstring) as a JSON-ready dict."""
+    simulator = FlashMDSimulator.from_checkpoint(checkpoint, device=device)
+    if simulator.energy_model_name is None:
+        raise ExplorerError(f"{simulator.name}: the card names no energy model")
+    energy = EnergyModel(simulator.energy_model_name)
+    stride = simulator.stride_fs
+    pairs = load_pairs(test_files, stride, time_reversal=False)
+    report: dict[str, Any] = {
+        "checkpoint": simulator.name,
+        "stride_fs": stride,
+        "test_files": [Path(f).name for f in test_files],
+        "test_pairs": len(pairs),
+        "test": evaluate_pairs(simulator.model, pairs, energy, energy_structures),
+        "verlet_same_stride": verlet_baseline(pairs[:energy_structures], energy, stride),
+    }
+    reference = read_h5md(test_files[0])
+    start = reference.to_atoms(0)
+    assert reference.momenta is not None
+    start.set_momenta(reference.momenta[0] / (FS_PER_PS * units.fs))
+    temperature = float(reference.metadata.get("temperature_K") or start.get_temperature())
+    rollouts: dict[str, Any] = {}
+    if rollout_steps > 0:
+        for label, knobs in (
+            ("nve_filter", {"thermostat": "none", "energy_conservation": True}),
+            ("nve_no_filter", {"thermostat": "none", "energy_conservation": False}),
+            ("langevin_filter", {"thermostat": "langevin", "energy_conservation": True}),
+            ("langevin_no_filter", {"thermostat": "langevin", "energy_conservation": False}),
+            ("bussi_filter", {"thermostat": "bussi", "energy_conservation": True}),
+        ):
+            knobs = {**knobs, "temperature_K": temperature, "time_constant_fs": 100.0}
+            ref = reference if label == "langevin_filter" else None
+            rollouts[label] = rollout_report(simulator, start, rollout_steps, knobs, ref)
+    report["rollouts"] = rollouts
+    return report
+
+
+def record_in_card(checkpoint: str | Path, report: dict[str, Any]) -> Path:
+    """Store ``report`` under ``evaluation`` in the checkpoint's model card (weights and
+    their sha256 are untouched); returns the card path."""
+    import json
+
+    from explorer.checkpoints import read_card, resolve
+
+    path = resolve(checkpoint)
+    card = read_card(path)
+    card["evaluation"] = report
+    path.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    return path

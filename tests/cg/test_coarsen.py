@@ -1,0 +1,64 @@
+"""METIS coarse-graining (eq. 1): partitions, centres of mass, CG bonds, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from explorer.cg.coarsen import CoarseningError, coarsen, metis_groups, radius_edges
+from explorer.cg.polymers import build_polymer, dataset_plan
+
+
+@pytest.mark.parametrize("bead_size", [4, 5, 8, 10])
+def test_groups_cover_every_atom_once_with_requested_sizes(bead_size: int) -> None:
+    for polymer, _ in dataset_plan(n_train=3, n_test=2):
+        groups = metis_groups(polymer.n_beads, polymer.bonds, bead_size)
+        assert groups.shape == (polymer.n_beads,)  # one group per atom: covered exactly once
+        n_groups = round(polymer.n_beads / bead_size)
+        sizes = np.bincount(groups)
+        assert sizes.size == n_groups and sizes.sum() == polymer.n_beads
+        assert sizes.min() >= 1 and sizes.max() <= 2 * bead_size
+        assert abs(sizes.mean() - polymer.n_beads / n_groups) < 1e-9
+        # Groups are numbered along the chain (first atoms increase).
+        first = [np.flatnonzero(groups == m)[0] for m in range(n_groups)]
+        assert first == sorted(first)
+
+
+def test_cg_centre_of_mass_and_mass_are_conserved() -> None:
+    polymer = dataset_plan(n_train=1, n_test=0)[0][0]
+    rng = np.random.default_rng(0)
+    masses = rng.uniform(0.5, 3.0, polymer.n_beads)
+    mapping = coarsen(polymer.n_beads, polymer.bonds, masses, bead_size=4)
+    x = rng.normal(size=(7, polymer.n_beads, 3))
+    cg = mapping.positions(x)
+    assert mapping.masses.sum() == pytest.approx(masses.sum())
+    np.testing.assert_allclose(
+        np.einsum("m,fmd->fd", mapping.masses, cg) / mapping.masses.sum(),
+        np.einsum("n,fnd->fd", masses, x) / masses.sum(),
+    )
+
+
+def test_cg_bonds_are_the_cut_fine_bonds() -> None:
+    polymer = dataset_plan(n_train=1, n_test=0)[0][0]
+    mapping = coarsen(polymer.n_beads, polymer.bonds, bead_size=4)
+    expected = {
+        tuple(sorted((int(mapping.groups[i]), int(mapping.groups[j]))))
+        for i, j in polymer.bonds
+        if mapping.groups[i] != mapping.groups[j]
+    }
+    assert {tuple(b) for b in mapping.bonds.tolist()} == expected
+    assert len(expected) >= mapping.n_beads - 1  # the CG chain stays connected
+
+
+def test_unpartitionable_graphs_raise_clear_errors() -> None:
+    polymer = build_polymer("short", [0, 1, 2])
+    with pytest.raises(CoarseningError, match="bead size"):
+        metis_groups(polymer.n_beads, polymer.bonds, 10)
+    with pytest.raises(CoarseningError, match="no bond"):
+        metis_groups(4, np.array([[0, 1], [1, 2]]), 2)
+
+
+def test_radius_edges() -> None:
+    x = np.array([[0.0, 0, 0], [1.0, 0, 0], [3.0, 0, 0]])
+    edges = {tuple(e) for e in radius_edges(x, 1.5).tolist()}
+    assert edges == {(0, 1), (1, 0)}

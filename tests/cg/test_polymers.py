@@ -1,0 +1,107 @@
+"""Reference MD of bead-spring chains: eq. 3 in OpenMM, the chemistry space, H5MD files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from explorer.cg.polymers import (
+    CONSTITUTIONAL_UNITS,
+    ForceField,
+    PolymerRun,
+    build_polymer,
+    build_system,
+    dataset_plan,
+    initial_positions,
+    load_polymer,
+    numpy_energy,
+    run_polymer,
+)
+from explorer.h5md import read_h5md
+
+
+def _openmm_energy(polymer, x: np.ndarray) -> float:
+    import openmm
+
+    context = openmm.Context(
+        build_system(polymer),
+        openmm.VerletIntegrator(0.001),
+        openmm.Platform.getPlatformByName("CPU"),
+        {"Threads": "1"},
+    )
+    context.setPositions(x)
+    energy = context.getState(getEnergy=True).getPotentialEnergy()
+    return energy.value_in_unit(openmm.unit.kilojoule_per_mole)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_openmm_energy_matches_numpy_eq3(seed: int) -> None:
+    # Side chains, branch points, all four bead types: every term of eq. 3 is present.
+    polymer = build_polymer("tiny", [4, 7, 9, 2, 6])
+    assert polymer.angles().shape[0] > 0 and polymer.dihedrals().shape[0] > 0
+    x = initial_positions(polymer, np.random.default_rng(seed))
+    # Squeeze one bonded pair into the WCA range to test that branch too.
+    i, j = polymer.bonds[0]
+    x[j] = x[i] + 0.92 * (x[j] - x[i]) / np.linalg.norm(x[j] - x[i])
+    assert _openmm_energy(polymer, x) == pytest.approx(numpy_energy(polymer, x), rel=1e-6)
+
+
+def test_chemistry_space_classes() -> None:
+    plan = dataset_plan(n_train=6, n_test=4)
+    train = [p for p, _ in plan if p.polymer_class == "I"]
+    test = [p for p, _ in plan if p.polymer_class == "II"]
+    for p in train:  # class I repeats a pattern of four CUs exactly
+        seq = p.cu_sequence
+        assert len(set(seq[:4])) == 4 and all(seq[k] == seq[k % 4] for k in range(len(seq)))
+    train_seqs = {p.cu_sequence for p in train}
+    assert all(p.cu_sequence not in train_seqs for p in test)
+    assert {t for p, _ in plan for t in p.types.tolist()} <= {0, 1, 2, 3}
+    assert len(CONSTITUTIONAL_UNITS) == 10
+    runs = {p.polymer_class: r for p, r in plan}
+    assert runs["II"].length_tau >= 20 * runs["I"].length_tau
+
+
+def test_reference_file_holds_graph_types_and_units(polymer_dir: Path) -> None:
+    path = polymer_dir / "train_I_000.h5"
+    traj = read_h5md(path)
+    data = load_polymer(path)
+    assert traj.positions.dtype == np.float32
+    np.testing.assert_array_equal(traj.numbers, data.polymer.types)
+    assert (
+        data.metadata["units"]["length"] == "sigma" and data.metadata["run"]["timestep_tau"] == 0.01
+    )
+    with h5py.File(path, "r", locking=False) as f:
+        bonds = f["connectivity/all_bonds"][()]
+    assert bonds.shape == (data.polymer.n_beads - 1, 2)  # a tree: N - 1 bonds
+    lengths = np.linalg.norm(
+        data.positions[:, bonds[:, 0]] - data.positions[:, bonds[:, 1]], axis=-1
+    )
+    assert lengths.max() < ForceField().fene_r0 and lengths.min() > 0.7
+    np.testing.assert_allclose(np.diff(data.times_tau), 0.5)
+
+
+def test_interrupted_run_resumes_exactly(tmp_path: Path) -> None:
+    polymer = build_polymer("resume", [0, 4, 1, 8])
+    run = PolymerRun(length_tau=6.0, record_every_tau=0.5, equilibrate_tau=1.0, restart_every=4)
+    straight = run_polymer(polymer, tmp_path / "a.h5", run)
+
+    class Crash(Exception):
+        pass
+
+    count = {"n": 0}
+
+    def crash_after_seven(n: int) -> None:
+        count["n"] += n
+        if count["n"] == 7:
+            raise Crash
+
+    with pytest.raises(Crash):
+        run_polymer(polymer, tmp_path / "b.h5", run, progress=crash_after_seven)
+    assert read_h5md(tmp_path / "b.h5").n_frames == 7
+    resumed = run_polymer(polymer, tmp_path / "b.h5", run)
+    a, b = read_h5md(straight), read_h5md(resumed)
+    assert b.n_frames == run.n_frames
+    np.testing.assert_allclose(a.positions, b.positions, atol=1e-5)

@@ -1,0 +1,39 @@
+"""FlashMD evaluation helpers against hand-computed values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from explorer.flashmd.data import load_pairs
+from explorer.flashmd.energy import EnergyModel, kinetic_energy
+from explorer.flashmd.evaluate import layer_msd, verlet_baseline
+from explorer.trajectory import Trajectory
+
+
+def test_layer_msd_ranks_atoms_by_initial_height() -> None:
+    z = np.repeat(np.arange(4.0), 3)  # 4 layers of 3 atoms
+    start = np.stack([np.zeros(12), np.zeros(12), z], axis=1)
+    moved = start.copy()
+    moved[z == 3.0, 0] += 2.0  # the top layer moves 2 Å
+    traj = Trajectory(positions=np.stack([start, moved]), cell=np.eye(3) * 10,
+                      numbers=np.full(12, 13), times_ps=[0.0, 1.0])  # fmt: skip
+    assert layer_msd(traj, 1.0, n_layers=4) == pytest.approx([0, 0, 0, 4.0])
+
+
+def test_kinetic_energy_in_ev() -> None:
+    # one argon atom at 0.01 Å/fs: ½ m v² = ½ · 39.948 · 1e-4 amu·Å²/fs² ≈ 0.207 eV
+    p = np.array([[0.01 * 39.948, 0.0, 0.0]])
+    assert kinetic_energy(p, np.array([39.948])) == pytest.approx(0.5 * 39.948e-4 * 103.6427, 1e-4)
+
+
+def test_verlet_with_the_data_step_is_exact(argon_files) -> None:
+    """One VV step of 4 fs on 4-fs pairs of a 1-fs VV run: small but non-zero error;
+    the baseline's error grows with the step."""
+    small = verlet_baseline(
+        load_pairs([argon_files["val"]], 4.0, False)[:3], EnergyModel("argon"), 4.0
+    )
+    large = verlet_baseline(
+        load_pairs([argon_files["val"]], 16.0, False)[:3], EnergyModel("argon"), 16.0
+    )
+    assert small["rmse_q"] < 1e-3 and large["rmse_q"] > small["rmse_q"]

@@ -1,0 +1,131 @@
+"""FlashMD network: symmetries (E(3), permutations, lattice shifts) and conservation laws."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from explorer.errors import UnknownElementError
+from explorer.flashmd.model import FlashMDConfig, FlashMDModel, enforce_conservation
+
+
+def _system(seed: int = 0, n_side: int = 2) -> dict[str, torch.Tensor]:
+    """A perturbed fcc Ar/Kr mixture (4 n³ atoms) with random momenta, float64."""
+    rng = np.random.default_rng(seed)
+    a = 5.3
+    basis = np.array([[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    cells = np.array(
+        [[i, j, k] for i in range(n_side) for j in range(n_side) for k in range(n_side)]
+    )
+    frac = (cells[:, None, :] + basis[None]).reshape(-1, 3)
+    positions = frac * a + rng.normal(scale=0.2, size=frac.shape)
+    n = len(positions)
+    numbers = np.where(rng.random(n) < 0.5, 18, 36)
+    masses = np.where(numbers == 18, 39.948, 83.798)
+    momenta = rng.normal(scale=0.05, size=(n, 3))
+    cell = np.diag([a * n_side] * 3) + rng.normal(scale=0.3, size=(3, 3))
+    t = torch.as_tensor
+    return {
+        "numbers": t(numbers),
+        "positions": t(positions),
+        "momenta": t(momenta),
+        "masses": t(masses),
+        "cell": t(cell),
+    }
+
+
+@pytest.fixture(scope="module")
+def model() -> FlashMDModel:
+    torch.manual_seed(0)
+    net = FlashMDModel(FlashMDConfig(elements=(18, 36), stride_fs=32.0, num_features=16,
+                                     num_rbf=8, num_layers=2, cutoff=5.0))  # fmt: skip
+    net.set_scales(0.8, 0.01)
+    return net.double().eval()
+
+
+def _predict(model: FlashMDModel, s: dict, constrain: bool = True) -> tuple[torch.Tensor, ...]:
+    with torch.no_grad():
+        return model.predict(
+            s["numbers"], s["positions"], s["momenta"], s["masses"], s["cell"], constrain=constrain
+        )
+
+
+def _orthogonal(seed: int, reflect: bool) -> torch.Tensor:
+    q, r = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    if (np.linalg.det(q) < 0) != reflect:
+        q[:, 0] *= -1
+    return torch.as_tensor(q)
+
+
+@pytest.mark.parametrize("reflect", [False, True])
+def test_rotation_and_reflection_equivariance(model: FlashMDModel, reflect: bool) -> None:
+    s = _system()
+    dq, p = _predict(model, s)
+    rot = _orthogonal(1, reflect)
+    r = {**s, "positions": s["positions"] @ rot.T, "momenta": s["momenta"] @ rot.T,
+         "cell": s["cell"] @ rot.T}  # fmt: skip
+    dq_r, p_r = _predict(model, r)
+    assert torch.allclose(dq_r, dq @ rot.T, atol=1e-10)
+    assert torch.allclose(p_r, p @ rot.T, atol=1e-12)
+    assert float(dq.abs().max()) > 1e-3  # the check is not vacuous
+
+
+def test_permutation_equivariance(model: FlashMDModel) -> None:
+    s = _system()
+    perm = torch.as_tensor(np.random.default_rng(2).permutation(len(s["numbers"])))
+    permuted = {k: (v[perm] if k != "cell" else v) for k, v in s.items()}
+    dq, p = _predict(model, s)
+    dq_p, p_p = _predict(model, permuted)
+    assert torch.allclose(dq_p, dq[perm], atol=1e-12)
+    assert torch.allclose(p_p, p[perm], atol=1e-12)
+
+
+def test_lattice_shift_and_translation_invariance(model: FlashMDModel) -> None:
+    s = _system()
+    dq, p = _predict(model, s)
+    shifted = s["positions"].clone()
+    shifted[3] += s["cell"][0] - 2 * s["cell"][2]  # one atom moved to a periodic image
+    shifted = shifted + torch.tensor([0.3, -1.2, 2.0])  # and everything translated
+    dq_s, p_s = _predict(model, {**s, "positions": shifted})
+    assert torch.allclose(dq_s, dq, atol=1e-10)
+    assert torch.allclose(p_s, p, atol=1e-12)
+
+
+def test_constrained_output_conserves_momentum_and_moves_com_uniformly(
+    model: FlashMDModel,
+) -> None:
+    s = _system()
+    m = s["masses"].unsqueeze(-1)
+    stride = model.config.stride_fs
+    _, p_raw = _predict(model, s, constrain=False)
+    assert float((p_raw.sum(0) - s["momenta"].sum(0)).abs().max()) > 1e-6  # raw violates eq. 4
+    dq, p = _predict(model, s)
+    total_p = s["momenta"].sum(0)
+    assert torch.allclose(p.sum(0), total_p, atol=1e-12)  # eq. 4
+    assert torch.allclose((m * dq).sum(0), stride * total_p, atol=1e-10)  # eq. 5
+
+
+def test_enforce_conservation_is_per_structure() -> None:
+    rng = np.random.default_rng(3)
+    masses = torch.as_tensor(rng.uniform(1, 50, 10))
+    momenta = torch.as_tensor(rng.normal(size=(10, 3)))
+    batch = torch.tensor([0] * 4 + [1] * 6)
+    dq, p = enforce_conservation(
+        torch.as_tensor(rng.normal(size=(10, 3))), torch.as_tensor(rng.normal(size=(10, 3))),
+        momenta, masses, 10.0, batch,
+    )  # fmt: skip
+    for b in (0, 1):
+        sel = batch == b
+        assert torch.allclose(p[sel].sum(0), momenta[sel].sum(0), atol=1e-12)
+        com = (masses[sel, None] * dq[sel]).sum(0)
+        assert torch.allclose(com, 10.0 * momenta[sel].sum(0), atol=1e-12)
+
+
+def test_unknown_element_is_rejected(model: FlashMDModel) -> None:
+    s = _system()
+    s["numbers"] = s["numbers"].clone()
+    s["numbers"][0] = 29
+    with pytest.raises(UnknownElementError, match="Cu"):
+        _predict(model, s)

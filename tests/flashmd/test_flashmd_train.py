@@ -1,0 +1,96 @@
+"""FlashMD training pairs, a short training run, resuming, checkpoints and the simulator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from explorer.checkpoints import load_checkpoint
+from explorer.errors import AnalysisError, MDConfigError, SimulationDiverged
+from explorer.flashmd.data import collate, load_pairs, pairs_from_trajectory, target_scales
+from explorer.flashmd.simulate import FlashMDSimulator
+from explorer.flashmd.train import TrainConfig, train
+from explorer.h5md import read_h5md
+from explorer.session import FAILED, Rollout
+
+
+def test_pairs_with_stride_and_time_reversal(argon_files) -> None:
+    traj = read_h5md(argon_files["train"])
+    pairs = pairs_from_trajectory(traj, stride_fs=8.0)  # 2 frames of 4 fs
+    assert len(pairs) == 2 * (traj.n_frames - 2)
+    forward, backward = pairs[0], pairs[1]
+    np.testing.assert_allclose(forward.next_positions, traj.positions[2], atol=1e-6)
+    np.testing.assert_allclose(forward.momenta * 1000.0, traj.momenta[0])
+    np.testing.assert_allclose(backward.positions, forward.next_positions)
+    np.testing.assert_allclose(backward.momenta, -forward.next_momenta)
+    np.testing.assert_allclose(backward.next_momenta, -forward.momenta)
+    dq, pt = collate(pairs[:2]).targets()
+    assert dq.shape == (64, 3) and pt.shape == (64, 3)
+    s_q, s_p = target_scales(pairs)
+    assert s_q > 0 and s_p > 0
+
+
+def test_bad_stride_and_missing_momenta_are_rejected(argon_files) -> None:
+    traj = read_h5md(argon_files["train"])
+    with pytest.raises(AnalysisError, match="whole number"):
+        pairs_from_trajectory(traj, stride_fs=6.0)
+    traj.momenta = None
+    with pytest.raises(AnalysisError, match="momenta"):
+        pairs_from_trajectory(traj, stride_fs=8.0)
+
+
+def test_short_training_reduces_the_loss_and_writes_a_card(trained) -> None:
+    result = trained["result"]
+    first, last = result.history[0], result.history[-1]
+    assert last["train_loss"] < first["train_loss"]
+    card = json.loads(Path(result.card_path).read_text())
+    assert card["family"] == "flashmd" and card["stride_fs"] == 8.0
+    assert card["elements"] == [18] and card["energy_model"] == "argon"
+    assert card["training_files"][0]["name"] == "train.h5"
+    assert len(card["training_files"][0]["sha256"]) == 64
+    assert {"rmse_q", "rmse_v", "rmse_energy_eV", "score"} <= set(card["validation_metrics"])
+    ckpt = load_checkpoint(result.card_path)
+    assert float(ckpt.state_dicts["flashmd"]["q_scale"]) > 0
+
+
+def test_resume_continues_the_same_run(trained) -> None:
+    root, files, config = trained["root"], trained["files"], trained["config"]
+    longer = TrainConfig(**{**config.__dict__, "max_steps": 45})
+    resumed = train([files["train"]], [files["val"]], longer, out_dir=root, progress=False,
+                    resume_from=root / "training_state" / "flashmd_tiny")  # fmt: skip
+    assert [h["step"] for h in resumed.history] == [15, 30, 45]
+    changed = TrainConfig(**{**config.__dict__, "lr": 1e-3})
+    with pytest.raises(Exception, match="settings differ"):
+        train([files["train"]], [files["val"]], changed, out_dir=root, progress=False,
+              resume_from=root / "training_state" / "flashmd_tiny")  # fmt: skip
+
+
+def test_simulator_rollout_is_seeded_and_checks_stride(trained, argon32) -> None:
+    sim = FlashMDSimulator.from_checkpoint(trained["result"].card_path)
+    knobs = {"temperature_K": 94.4, "thermostat": "langevin", "seed": 3,
+             "energy_conservation": False}  # fmt: skip
+    a = Rollout(sim, argon32, 3, knobs).run()
+    b = Rollout(sim, argon32, 3, knobs).run()
+    np.testing.assert_array_equal(a.positions, b.positions)
+    assert a.velocities is not None and a.times_ps[-1] == pytest.approx(0.024)
+    with pytest.raises(MDConfigError, match="stride"):
+        sim.prepare(argon32, stride_fs=16.0)
+
+
+def test_blow_up_stops_the_rollout_and_keeps_frames(trained, argon32) -> None:
+    sim = FlashMDSimulator.from_checkpoint(trained["result"].card_path)
+    sim.model.p_scale.fill_(50.0)  # a broken model: momenta 50× too large
+    rollout = Rollout(sim, argon32, 5, {"temperature_K": 94.4, "energy_conservation": False})
+    rollout.start()
+    rollout.join()
+    assert rollout.status == FAILED and isinstance(rollout.error, SimulationDiverged)
+    assert "smaller stride" in str(rollout.error)
+    assert rollout.n_frames >= 1  # frame 0 (and any before the blow-up) kept
+
+
+def test_load_pairs_needs_files() -> None:
+    with pytest.raises(AnalysisError):
+        load_pairs([], 8.0)
