@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # oversubscribed threads made MD tests ~5x slower.
 THREADS := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: install test test-fast lint format materials catalogue data card train flashmd-train lab bench clean
+.PHONY: install app test test-fast lint format materials catalogue data card train flashmd-train lab bench clean
 
 install: $(STAMP)
 
@@ -20,6 +20,16 @@ $(STAMP): pyproject.toml
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install torch==2.13.0
 	$(PIP) install -e ".[dev]"
 	touch $@
+
+# The Panel web app on loopback (APP_ADDRESS=0.0.0.0 exposes it: your call).
+APP_ADDRESS ?= 127.0.0.1
+APP_PORT ?= 5006
+app: install
+	@echo "accelmd app: http://$(APP_ADDRESS):$(APP_PORT)/app  (ready ~15 s after start; Ctrl-C stops it)"
+	$(THREADS) $(VENV)/bin/panel serve widgets/app.py --warm \
+		--address $(APP_ADDRESS) --port $(APP_PORT) \
+		--allow-websocket-origin=$(APP_ADDRESS):$(APP_PORT) \
+		--check-unused-sessions 5000 --unused-session-lifetime 5000
 
 test: install
 	$(VENV)/bin/ruff check .

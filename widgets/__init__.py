@@ -17,7 +17,7 @@ __all__ = ["Explorer", "LiFlowTab"]
 
 def __getattr__(name: str) -> Any:
     if name == "Explorer":
-        from widgets.explorer import Explorer
+        from widgets.notebook_explorer import Explorer
 
         return Explorer
     if name == "LiFlowTab":

@@ -1,0 +1,124 @@
+"""The explorer as a Panel web app: ``panel serve widgets/app.py`` (``make app``).
+
+``panel serve`` runs this file once per browser session; :func:`create_app` builds
+that session's page, with its own :class:`~widgets.app_liflow.LiFlowApp` and so its
+own Rollout (two sessions never see each other's frames). Closing the tab ends the
+session, and ``pn.state.on_session_destroyed`` stops its rollout. A server-wide cap
+on concurrent rollouts (``ACCELMD_MAX_ROLLOUTS``, default 2) lives in
+:mod:`widgets.app_sessions`.
+
+Serve on loopback unless you mean otherwise::
+
+    panel serve widgets/app.py --address 127.0.0.1 --port 5006 \\
+        --allow-websocket-origin=127.0.0.1:5006
+
+The FlashMD and CG tabs arrive with their issues; the LiFlow tab is complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import panel as pn
+
+from explorer.reference.dataset import REFERENCE_DIR
+from widgets.app_liflow import DEFAULT_MATERIAL, DEFAULT_TEMPERATURE_K, LiFlowApp
+from widgets.helpers import matching_reference
+from widgets.live import reference_analysis
+
+log = logging.getLogger("accelmd.app")
+
+TITLE = "accelmd explorer"
+INTRO = (
+    "Pick a material and a model, set the knobs, press **Run**: the trajectory, the mean "
+    "squared displacement, the radial distribution function and the Li potential of mean "
+    "force build up as frames arrive, next to reference MD (dashed) where one is bundled."
+)
+
+
+def _placeholder(family: str, issue: str) -> pn.pane.Markdown:
+    return pn.pane.Markdown(
+        f"The **{family}** tab arrives with {issue}: the same layout as the LiFlow tab, "
+        "driven by the same Rollout.",
+        css_classes=[f"accelmd-placeholder-{family.lower()}"],
+    )
+
+
+def _serve_css_locally() -> None:
+    """Make Panel link its stylesheets from this server, not from its CDN (offline use).
+
+    Panel 1.9 picks local or CDN URLs for a model's stylesheets from the document's
+    ``dist_url`` template variable, which it sets only after the script has built the
+    page; models created before that or later (every live update) got CDN URLs, which
+    fail without network (measured: default.css, button.css, … unreachable). Setting the
+    variable first, to what Panel itself would use, keeps every stylesheet local.
+    """
+    doc = pn.state.curdoc
+    if doc is None or doc.session_context is None:
+        return
+    from panel.io.resources import get_dist_path
+
+    doc._template_variables.setdefault("dist_url", get_dist_path())
+
+
+def create_app(**liflow_kwargs: Any) -> pn.Column:
+    """One session's page: title, the LiFlow tab and the FlashMD / CG placeholders.
+
+    ``liflow_kwargs`` go to :class:`LiFlowApp` (tests pass model choices and slots).
+    The LiFlow tab object is reachable as ``page.liflow`` for scripts and tests.
+    """
+    _serve_css_locally()
+    liflow = LiFlowApp(**liflow_kwargs)
+    tabs = pn.Tabs(
+        ("LiFlow", liflow.layout),
+        ("FlashMD", _placeholder("FlashMD", "the FlashMD issue")),
+        ("CG simulator", _placeholder("CG", "the coarse-grained simulator issue")),
+        sizing_mode="stretch_width",
+        dynamic=True,
+        css_classes=["accelmd-tabs"],
+    )
+    page = pn.Column(
+        pn.pane.Markdown(f"# {TITLE}\n{INTRO}"),
+        tabs,
+        sizing_mode="stretch_width",
+        css_classes=["accelmd-app"],
+    )
+    page.liflow = liflow  # type: ignore[attr-defined]  # a handle for tests and scripts
+    if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+        # A bound method, not a module-level function: bokeh clears this script's module
+        # globals when the session ends, before the callback runs.
+        close = liflow.close
+        pn.state.on_session_destroyed(lambda _context: close())
+    return page
+
+
+def warm_reference_cache(
+    material: str = DEFAULT_MATERIAL, reference_dir: Path = REFERENCE_DIR
+) -> None:
+    """Analyse the default reference MD in the background, once per server process.
+
+    The first Run then finds the reference MSD/RDF ready instead of computing them
+    while the user waits for the first figures.
+    """
+    path = matching_reference(material, DEFAULT_TEMPERATURE_K, reference_dir)
+
+    def work() -> None:
+        try:
+            reference_analysis(path)
+        except Exception as exc:  # only a cache: the run reports real problems later
+            log.warning("could not pre-analyse %s: %s", path, exc)
+
+    if path is not None:
+        threading.Thread(target=work, name="accelmd-warm-reference", daemon=True).start()
+
+
+if pn.state.served or __name__.startswith("bokeh_app"):
+    pn.extension("plotly", sizing_mode="stretch_width", notifications=False)
+    log.setLevel(logging.INFO)  # runs, stops, refusals and errors go to the server log
+    if not getattr(pn.state, "_accelmd_warmed", False):
+        pn.state._accelmd_warmed = True  # the script runs per session; warm once
+        warm_reference_cache()
+    create_app().servable(title=TITLE)
