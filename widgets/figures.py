@@ -473,3 +473,278 @@ def write_figures(
                 continue
             written.append(path)
     return written, problems
+
+
+# -- FlashMD: thermodynamic traces --------------------------------------------------------
+
+
+def _hline(x: Sequence[float], value: float | None) -> tuple[list, list]:
+    """A horizontal line across ``x`` (empty when there is no value or no x)."""
+    if value is None or len(x) == 0 or not np.isfinite(value):
+        return [], []
+    return [float(x[0]), float(x[-1])], [float(value), float(value)]
+
+
+def temperature_figure(
+    times_ps: np.ndarray | None,
+    temperature_K: np.ndarray | None,
+    target_K: float | None = None,
+    title: str = "Temperature",
+) -> go.Figure:
+    """Instantaneous kinetic temperature (K) against simulated time (ps), target dashed."""
+    t = np.asarray(times_ps if times_ps is not None else [], dtype=float)
+    y = np.asarray(temperature_K if temperature_K is not None else [], dtype=float)
+    fig = go.Figure(layout=go.Layout(**_LAYOUT, title=title))
+    fig.add_trace(
+        go.Scatter(
+            x=t, y=y, mode="lines+markers", name="model", meta="temperature:T:model",
+            line=dict(color="#d62728"), marker=dict(size=4),
+        )
+    )  # fmt: skip
+    hx, hy = _hline(t, target_K)
+    fig.add_trace(
+        go.Scatter(
+            x=hx, y=hy, mode="lines", name="target", meta="temperature:target:reference",
+            line=dict(color="grey", dash=REFERENCE_DASH),
+        )
+    )  # fmt: skip
+    fig.update_xaxes(title_text="time (ps)")
+    fig.update_yaxes(title_text="T (K)")
+    if t.size == 0:
+        _empty_note(fig, "no frames yet")
+    return fig
+
+
+def energy_figure(
+    times_ps: np.ndarray | None,
+    energies: Mapping[str, np.ndarray] | None,
+    n_atoms: int = 1,
+    title: str = "Energy change since the start",
+) -> go.Figure:
+    """Total, potential and kinetic energy minus their first value, meV/atom, against ps.
+
+    The total (shown) tells energy conservation at a glance; potential and kinetic start
+    hidden in the legend. A missing series (no energy model) gives an empty trace.
+    """
+    t = np.asarray(times_ps if times_ps is not None else [], dtype=float)
+    energies = energies or {}
+    fig = go.Figure(layout=go.Layout(**_LAYOUT, title=title))
+    styles = (
+        ("total_energy", "total", "black", True),
+        ("potential_energy", "potential", "#1f77b4", "legendonly"),
+        ("kinetic_energy", "kinetic", "#d62728", "legendonly"),
+    )
+    for key, label, colour, visible in styles:
+        values = energies.get(key)
+        x, y = np.array([]), np.array([])
+        if values is not None and len(values) and t.size == len(values):
+            values = np.asarray(values, dtype=float)
+            x, y = t, (values - values[0]) / max(int(n_atoms), 1) * 1e3
+        fig.add_trace(
+            go.Scatter(
+                x=x, y=y, mode="lines", name=label, meta=f"energy:{key}:model",
+                visible=visible, line=dict(color=colour),
+            )
+        )  # fmt: skip
+    fig.update_xaxes(title_text="time (ps)")
+    fig.update_yaxes(title_text="E(t) − E(0) (meV/atom)")
+    if t.size == 0:
+        _empty_note(fig, "no frames yet")
+    return fig
+
+
+# -- CG polymers ----------------------------------------------------------------------------
+
+
+def rg2_trace_figure(
+    times_tau: np.ndarray | None,
+    rg2_fine: np.ndarray | None,
+    rg2_cg: np.ndarray | None = None,
+    reference_mean: float | None = None,
+    reference_std: float | None = None,
+    title: str = "Radius of gyration²",
+) -> go.Figure:
+    """R_g²(t) of the rollout (σ², fine level; CG level hidden) against τ, with the long
+    reference's mean (dashed) and ± one standard deviation (dotted)."""
+    t = np.asarray(times_tau if times_tau is not None else [], dtype=float)
+    fig = go.Figure(layout=go.Layout(**_LAYOUT, title=title))
+    for key, label, values, visible, colour in (
+        ("fine", "R_g² (fine, model)", rg2_fine, True, "#1f77b4"),
+        ("cg", "R_g² (CG beads, model)", rg2_cg, "legendonly", "#9467bd"),
+    ):
+        y = np.asarray(values if values is not None else [], dtype=float)
+        fig.add_trace(
+            go.Scatter(
+                x=t if y.size == t.size else [], y=y if y.size == t.size else [],
+                mode="lines", name=label, meta=f"rg2:{key}:model", visible=visible,
+                line=dict(color=colour),
+            )
+        )  # fmt: skip
+    lines = [("mean", reference_mean, "dash", "reference ⟨R_g²⟩")]
+    if reference_mean is not None and reference_std is not None:
+        lines += [
+            ("low", reference_mean - reference_std, "dot", "reference ± 1 sd"),
+            ("high", reference_mean + reference_std, "dot", None),
+        ]
+    for key, value, dash, label in lines:
+        hx, hy = _hline(t, value)
+        fig.add_trace(
+            go.Scatter(
+                x=hx, y=hy, mode="lines", name=label or "", showlegend=label is not None,
+                meta=f"rg2:{key}:reference", line=dict(color="grey", dash=dash),
+            )
+        )  # fmt: skip
+    fig.update_xaxes(title_text="time (τ)")
+    fig.update_yaxes(title_text="R_g² (σ²)")
+    if t.size == 0:
+        _empty_note(fig, "no frames yet")
+    return fig
+
+
+def rg2_histogram_figure(
+    model: np.ndarray | None,
+    reference: np.ndarray | None = None,
+    bins: int = 30,
+    title: str = "R_g² distribution",
+) -> go.Figure:
+    """Densities of R_g² samples (σ²) of the rollout and of the long reference on shared
+    bins (``explorer.analysis.polymer.rg2_distribution``); the title carries both means."""
+    from explorer.analysis.polymer import rg2_distribution
+
+    samples = {
+        MODEL: np.asarray(model if model is not None else [], dtype=float),
+        REFERENCE: np.asarray(reference if reference is not None else [], dtype=float),
+    }
+    pooled = np.concatenate([np.empty(0), *samples.values()])
+    pooled = pooled[np.isfinite(pooled)]
+    value_range = (float(pooled.min()), float(pooled.max())) if pooled.size else None
+    if value_range is not None and value_range[0] == value_range[1]:
+        value_range = (value_range[0] - 0.5, value_range[1] + 0.5)
+    parts = []
+    fig = go.Figure(layout=go.Layout(**_LAYOUT))
+    for source, colour, label in ((MODEL, "#1f77b4", "model"), (REFERENCE, "grey", "long MD")):
+        values = samples[source]
+        x, y = np.array([]), np.array([])
+        if values.size and value_range is not None:
+            x, y = rg2_distribution(values, bins, value_range)
+            parts.append(f"{label} ⟨R_g²⟩ = {values.mean():.2f} σ² ({values.size} samples)")
+        fig.add_trace(
+            go.Scatter(
+                x=x, y=y, mode="lines", line_shape="hvh", name=label, meta=f"rg2hist:{source}",
+                line=dict(color=colour, dash="solid" if source == MODEL else REFERENCE_DASH),
+            )
+        )  # fmt: skip
+    fig.update_layout(title=title + (": " + "; ".join(parts) if parts else ""))
+    fig.update_xaxes(title_text="R_g² (σ²)")
+    fig.update_yaxes(title_text="density (1/σ²)")
+    if samples[MODEL].size == 0:
+        _empty_note(fig, "no frames yet")
+    return fig
+
+
+def internal_distance_figure(
+    model: tuple[np.ndarray, np.ndarray] | None,
+    reference: tuple[np.ndarray, np.ndarray] | None = None,
+    title: str = "Mean internal distance R(s) of the CG beads",
+) -> go.Figure:
+    """⟨R(s)⟩ (σ) against the bead separation s along the CG chain, reference dashed."""
+    fig = go.Figure(layout=go.Layout(**_LAYOUT, title=title))
+    for source, data, colour in ((MODEL, model, "#1f77b4"), (REFERENCE, reference, "grey")):
+        x, y = (np.array([]), np.array([])) if data is None else data
+        fig.add_trace(
+            go.Scatter(
+                x=np.asarray(x, dtype=float), y=np.asarray(y, dtype=float),
+                mode="lines+markers" if source == MODEL else "lines",
+                name="model" if source == MODEL else "long MD", meta=f"rs:{source}",
+                line=dict(color=colour, dash="solid" if source == MODEL else REFERENCE_DASH),
+            )
+        )  # fmt: skip
+    fig.update_xaxes(title_text="separation s (CG beads)")
+    fig.update_yaxes(title_text="⟨R(s)⟩ (σ)")
+    if model is None:
+        _empty_note(fig, "no frames yet")
+    return fig
+
+
+def contact_map_figure(
+    model: np.ndarray | None,
+    reference: np.ndarray | None = None,
+    cutoff: float | None = None,
+) -> go.Figure:
+    """One heat map: the rollout's contact fractions above the diagonal, the long
+    reference's below it (``explorer.analysis.polymer.contact_map``); cells without data
+    are blank."""
+    base = model if model is not None else reference
+    fig = go.Figure(layout=go.Layout(**{**_LAYOUT, "height": 420}))
+    if base is None:
+        fig.add_trace(go.Heatmap(x=[0], y=[0], z=[[None]], meta="contacts:map", zmin=0, zmax=1))
+        fig.update_layout(title="Contact map")
+        return _empty_note(fig, "no frames yet")
+    n = np.asarray(base).shape[0]
+    z = np.full((n, n), np.nan)
+    upper = np.triu_indices(n, 1)
+    lower = np.tril_indices(n, -1)
+    if model is not None:
+        z[upper] = np.asarray(model)[upper]
+    if reference is not None:
+        z[lower] = np.asarray(reference)[lower]
+    index = np.arange(n)
+    fig.add_trace(
+        go.Heatmap(
+            x=index, y=index, z=[[None if np.isnan(v) else float(v) for v in row] for row in z],
+            meta="contacts:map", colorscale="Blues", zmin=0, zmax=1,
+            colorbar=dict(title="fraction"),
+            hovertemplate="beads %{x}, %{y}: %{z:.2f}<extra></extra>",
+        )
+    )  # fmt: skip
+    within = f" (< {cutoff:g} σ)" if cutoff else ""
+    fig.update_layout(title=f"Contact map{within}: model above the diagonal, long MD below")
+    fig.update_xaxes(title_text="CG bead j", constrain="domain")
+    fig.update_yaxes(title_text="CG bead i", scaleanchor="x", autorange="reversed")
+    return fig
+
+
+def bond_segments(positions: np.ndarray, bonds: np.ndarray) -> np.ndarray:
+    """(3 × bonds, 3) endpoints of each bond with NaN separators: one Scatter3d line."""
+    positions = np.asarray(positions, dtype=float)
+    bonds = np.asarray(bonds, dtype=int).reshape(-1, 2)
+    out = np.full((3 * len(bonds), 3), np.nan)
+    out[0::3] = positions[bonds[:, 0]]
+    out[1::3] = positions[bonds[:, 1]]
+    return out
+
+
+def cg_beads_figure(
+    positions: np.ndarray | None,
+    bonds: np.ndarray | None = None,
+    sizes: np.ndarray | None = None,
+    title: str = "CG beads",
+) -> go.Figure:
+    """CG bead positions (σ) as spheres coloured along the chain index, bonds as lines.
+
+    Two traces (bonds, beads) whatever the frame, so a live view only swaps their data.
+    """
+    fig = go.Figure(layout=go.Layout(**{**_LAYOUT, "height": 460}, title=title))
+    x = np.empty((0, 3)) if positions is None else np.asarray(positions, dtype=float)
+    segments = np.empty((0, 3))
+    if bonds is not None and x.size:
+        segments = bond_segments(x, bonds)
+    fig.add_trace(
+        go.Scatter3d(
+            x=segments[:, 0], y=segments[:, 1], z=segments[:, 2], mode="lines", name="bonds",
+            meta="beads:bonds:model", line=dict(color="grey", width=4), hoverinfo="skip",
+        )
+    )  # fmt: skip
+    size = 8 if sizes is None else list(np.asarray(sizes, dtype=float))
+    fig.add_trace(
+        go.Scatter3d(
+            x=x[:, 0], y=x[:, 1], z=x[:, 2], mode="markers", name="beads",
+            meta="beads:beads:model",
+            marker=dict(size=size, color=np.arange(len(x)), colorscale="Viridis", opacity=0.9),
+            text=[f"bead {i}" for i in range(len(x))],
+        )
+    )  # fmt: skip
+    fig.update_layout(scene=dict(aspectmode="data"))
+    if positions is None:
+        _empty_note(fig, "no frames yet")
+    return fig

@@ -1,34 +1,38 @@
 """``widgets.Explorer()``: the whole explorer in one notebook cell.
 
-One tab per model family. LiFlow is complete; the FlashMD and CG tabs follow their
-issues (a placeholder says so until then).
+One tab per model family: LiFlow (:mod:`widgets.liflow_tab`), FlashMD
+(:mod:`widgets.flashmd_tab`) and the CG polymer simulator (:mod:`widgets.cg_tab`). Building
+the tabs reads model cards only; models are loaded when Run is pressed.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import ipywidgets as w
 from ase import Atoms
 
 from explorer.checkpoints import CHECKPOINT_DIR
 from explorer.reference.dataset import REFERENCE_DIR
+from widgets.cg_tab import CGTab
+from widgets.flashmd_tab import FlashMDTab
 from widgets.liflow_tab import LiFlowTab
-
-_PENDING = (
-    "<p>The {name} tab is not built yet (see its issue); the {cli} command line works "
-    "meanwhile.</p>"
-)
 
 
 class Explorer(w.VBox):
-    """The explorer widget: a tab per model family (``liflow`` holds the LiFlow tab).
+    """The explorer widget: a tab per model family.
+
+    ``liflow``, ``flashmd`` and ``cg`` hold the three tabs (:class:`LiFlowTab`,
+    :class:`FlashMDTab`, :class:`CGTab`), each drivable from code.
 
     Args:
         atoms: a structure from the notebook, offered (and selected) in the LiFlow tab.
         checkpoint_dir: where checkpoints are listed (default: the bundled ones).
-        reference_dir: where reference MD trajectories are found.
-        demo: offer the demo random-walk model (default: only without a checkpoint).
+        reference_dir: where LiFlow reference MD trajectories are found.
+        demo: offer the LiFlow demo random-walk model (default: only without a checkpoint).
+        flashmd_options: passed to :class:`~widgets.flashmd_tab.FlashMDTab`.
+        cg_options: passed to :class:`~widgets.cg_tab.CGTab`.
         **liflow_options: passed to :class:`~widgets.liflow_tab.LiFlowTab`.
     """
 
@@ -38,6 +42,8 @@ class Explorer(w.VBox):
         checkpoint_dir: Path = CHECKPOINT_DIR,
         reference_dir: Path = REFERENCE_DIR,
         demo: bool | None = None,
+        flashmd_options: dict[str, Any] | None = None,
+        cg_options: dict[str, Any] | None = None,
         **liflow_options: object,
     ) -> None:
         self.liflow = LiFlowTab(
@@ -47,13 +53,9 @@ class Explorer(w.VBox):
             demo=demo,
             **liflow_options,
         )
-        tabs = w.Tab(
-            children=[
-                self.liflow.widget,
-                w.HTML(_PENDING.format(name="FlashMD", cli="<code>accelmd rollout flashmd</code>")),
-                w.HTML(_PENDING.format(name="CG polymer", cli="<code>accelmd rollout cg</code>")),
-            ]
-        )
+        self.flashmd = FlashMDTab(**{"checkpoint_dir": checkpoint_dir, **(flashmd_options or {})})
+        self.cg = CGTab(**{"checkpoint_dir": checkpoint_dir, **(cg_options or {})})
+        tabs = w.Tab(children=[self.liflow.widget, self.flashmd.widget, self.cg.widget])
         for i, title in enumerate(("LiFlow", "FlashMD", "CG polymers")):
             tabs.set_title(i, title)
         self.tabs = tabs

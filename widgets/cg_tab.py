@@ -1,0 +1,407 @@
+"""The CG-polymer tab of the Jupyter explorer: learned CG steps of a single polymer chain.
+
+Controls map to the knobs of :class:`~explorer.cg.simulate.CGSimulator` as
+``accelmd rollout cg`` maps its options (:mod:`explorer.cli_cg`): the polymer (the
+held-out class-II test polymers first), the refinement strength S (Score-GNN noise levels,
+0 = off), Langevin steps per level, steps and seed. The run machinery (driver thread,
+Run/Stop, progress, readable errors) is :class:`widgets.flashmd_tab.RolloutTab`.
+
+Live views compare the rollout with the polymer's own long reference MD (the bundled
+``sample_data/polymers/<name>.h5``, coarse-grained with the checkpoint's METIS mapping):
+R_g²(t) with the reference mean ± sd, the R_g² histogram, R(s) and the contact map, as
+``accelmd eval cg`` does (fine-level R_g² from the ``rg2_fine`` observable, CG R(s) and
+contacts), and the CG beads in 3-D with a frame slider and a Play button.
+Units: σ and τ (reduced LJ units of the reference force field).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as w
+import numpy as np
+import plotly.graph_objects as go
+
+from explorer.analysis.polymer import contact_map, mean_internal_distance
+from explorer.checkpoints import CHECKPOINT_DIR, card_headline, list_checkpoints
+from explorer.errors import ExplorerError
+from explorer.session import Frame, Progress, Rollout
+from widgets import figures
+from widgets.flashmd_tab import RolloutTab
+from widgets.helpers import _duration
+from widgets.liflow_tab import _box, _escape
+
+DEFAULT_CHECKPOINT = "cg-polymers"
+CONTACT_CUTOFF_SIGMA = 3.0  # as accelmd eval cg
+_STYLE = {"description_width": "150px"}
+_WIDE = w.Layout(width="460px")
+
+
+def _polymer_dir_default() -> Path:
+    from explorer.cg.polymers import POLYMER_DIR
+
+    return POLYMER_DIR
+
+
+def polymer_options(directory: Path, validation: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """(label, name) of every polymer file in ``directory``: held-out test polymers first."""
+    names = sorted(p.stem for p in Path(directory).glob("*.h5"))
+
+    def label(name: str) -> str:
+        if name.startswith("test_II"):
+            return f"{name} (class II, held-out test polymer)"
+        if name in validation:
+            return f"{name} (class I, validation)"
+        if name.startswith("train_I"):
+            return f"{name} (class I, training)"
+        return name
+
+    names.sort(key=lambda n: (not n.startswith("test_"), n))
+    return [(label(n), n) for n in names]
+
+
+@dataclass(frozen=True)
+class PolymerReference:
+    """The long reference of one polymer at the CG level: R_g² (fine, σ²) series, R(s),
+    contact map and the CG bonds."""
+
+    name: str
+    rg2: np.ndarray
+    r_s: tuple[np.ndarray, np.ndarray]
+    contacts: np.ndarray
+    bonds: np.ndarray
+    masses: np.ndarray
+    length_tau: float
+
+    @property
+    def mean_rg2(self) -> float:
+        return float(np.mean(self.rg2))
+
+    @property
+    def std_rg2(self) -> float:
+        return float(np.std(self.rg2))
+
+
+def polymer_reference(simulator: Any, name: str) -> PolymerReference:
+    """Coarse-grain a polymer's reference with the simulator's mapping and analyse it."""
+    cg = simulator.load(name)
+    positions = np.asarray(cg.positions, dtype=float)
+    bond_matrix = np.asarray(cg.bond_matrix)
+    return PolymerReference(
+        name=name,
+        rg2=np.asarray(cg.rg2_fine, dtype=float),
+        r_s=mean_internal_distance(positions),
+        contacts=contact_map(positions, CONTACT_CUTOFF_SIGMA),
+        bonds=np.argwhere(np.triu(bond_matrix)),
+        masses=np.asarray(cg.cg_masses, dtype=float),
+        length_tau=float((positions.shape[0] - 1) * cg.dt_tau),
+    )
+
+
+class CGTab(RolloutTab):
+    """Polymer, refinement strength, steps, seed; Run/Stop; live R_g², R(s), contacts, beads.
+
+    Args:
+        checkpoint_dir: where CG checkpoints (``family: cg`` cards) are listed.
+        polymer_dir: where polymer reference files ``<name>.h5`` are found.
+        poll_interval_s: shortest time between figure updates, s.
+        simulator_options: extra arguments of ``CGSimulator`` (``min_distance``,
+            ``max_step``, ``max_retries``).
+
+    Controls: ``polymer``, ``checkpoint``, ``refinement``, ``langevin_steps``, ``n_steps``,
+    ``seed``, ``run_button``, ``stop_button``, ``frame`` (the bead view's frame) and
+    ``play``; figures in ``figures`` (``rg2``, ``histogram``, ``r_s``, ``contacts``,
+    ``beads``).
+    """
+
+    _name = "cg"
+
+    def __init__(
+        self,
+        checkpoint_dir: Path = CHECKPOINT_DIR,
+        polymer_dir: Path | None = None,
+        poll_interval_s: float = 1.0,
+        simulator_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.polymer_dir = Path(polymer_dir) if polymer_dir else _polymer_dir_default()
+        self.poll_interval_s = poll_interval_s
+        self.simulator_options = dict(simulator_options or {})
+        try:
+            cards = list_checkpoints(self.checkpoint_dir)
+        except ExplorerError:
+            cards = []
+        self.cards = [c for c in cards if c.get("family") == "cg"]
+        self.reference: PolymerReference | None = None
+        self._references: dict[tuple[str, str], PolymerReference] = {}
+        self._dt_tau = 2.0
+        self._build_run()
+        self._build_controls()
+        self._build_views()
+        self.widget = w.VBox(
+            [
+                w.HTML("<h3 style='margin:4px 0'>CG polymers: learned coarse-grained steps</h3>"),
+                self.control_box,
+                self.run_box,
+                self.message,
+                self.summary,
+                self.views,
+            ]
+        )
+        self._on_checkpoint(None)
+
+    # -- controls --------------------------------------------------------------------
+    def _build_controls(self) -> None:
+        options = [(str(c.get("name")), i) for i, c in enumerate(self.cards)]
+        names = [c.get("name") for c in self.cards]
+        default = names.index(DEFAULT_CHECKPOINT) if DEFAULT_CHECKPOINT in names else 0
+        self.checkpoint = w.Dropdown(
+            options=options, value=default if options else None, description="checkpoint",
+            style=_STYLE, layout=_WIDE,
+        )  # fmt: skip
+        self.card_info = w.HTML()
+        self.polymer = w.Dropdown(options=[], description="polymer", style=_STYLE, layout=_WIDE)
+        self.polymer_info = w.HTML()
+        self.refinement = w.IntSlider(
+            value=0, min=0, max=10, description="refinement strength", style=_STYLE,
+            tooltip="Score-GNN refinement: number of noise levels (0 = off)",
+        )  # fmt: skip
+        self.langevin_steps = w.BoundedIntText(
+            value=5, min=1, max=100, description="Langevin steps/level", style=_STYLE
+        )
+        self.n_steps = w.BoundedIntText(
+            value=200, min=1, max=100000, description="steps", style=_STYLE
+        )
+        self.steps_info = w.HTML()
+        self.seed = w.IntText(value=0, description="seed", style=_STYLE)
+        self.checkpoint.observe(self._on_checkpoint, names="value")
+        self.polymer.observe(self._on_polymer, names="value")
+        self.n_steps.observe(self._on_steps, names="value")
+        self.control_box = w.HBox(
+            [
+                w.VBox([self.checkpoint, self.card_info, self.polymer, self.polymer_info]),
+                w.VBox(
+                    [
+                        self.refinement,
+                        self.langevin_steps,
+                        w.HBox([self.n_steps, self.steps_info]),
+                        self.seed,
+                    ]
+                ),
+            ]
+        )
+
+    @property
+    def card(self) -> dict[str, Any] | None:
+        index = self.checkpoint.value
+        return None if index is None else self.cards[index]
+
+    def _on_checkpoint(self, _change: Any) -> None:
+        card = self.card
+        validation: tuple[str, ...] = ()
+        if card is None:
+            self.card_info.value = _box(
+                f"No CG checkpoint in {self.checkpoint_dir}; train one with "
+                "<code>accelmd train cg</code>.",
+                "#1f77b4",
+            )
+        else:
+            self.card_info.value = f"<small>{_escape(card_headline(card))}</small>"
+            self.refinement.max = int(card.get("model", {}).get("noise_levels", 10))
+            self._dt_tau = float(card.get("dt_tau", 2.0))
+            validation = tuple(card.get("validation_polymers") or ())
+        previous = self.polymer.value
+        options = polymer_options(self.polymer_dir, validation)
+        self.polymer.options = options
+        values = [v for _, v in options]
+        if options:
+            self.polymer.value = previous if previous in values else values[0]
+        else:
+            self.polymer_info.value = _box(
+                f"No polymer file in {self.polymer_dir}; run <code>accelmd data --cg</code>.",
+                "#1f77b4",
+            )
+        self._on_polymer(None)
+        self._on_steps(None)
+
+    def _on_polymer(self, _change: Any) -> None:
+        name = self.polymer.value
+        if name is None:
+            return
+        summary = self._reference_summary(name)
+        self.polymer_info.value = f"<small>{_escape(summary)}</small>" if summary else ""
+
+    def _reference_summary(self, name: str) -> str:
+        """From ``reference_observables.json`` when present (no file is coarse-grained)."""
+        import json
+
+        path = self.polymer_dir / "reference_observables.json"
+        try:
+            entry = json.loads(path.read_text())["polymers"][name]
+        except (OSError, KeyError, ValueError, TypeError):
+            return ""
+        return (
+            f"{entry.get('n_beads', '?')} beads, reference {entry.get('length_tau', 0):g} τ: "
+            f"⟨R_g²⟩ = {entry.get('mean_rg2', float('nan')):.2f} ± "
+            f"{entry.get('std_rg2', float('nan')):.2f} σ², t_R = "
+            f"{entry.get('t_relax_tau', float('nan')):.3g} τ"
+        )
+
+    def _on_steps(self, _change: Any) -> None:
+        self.steps_info.value = f"= {self.n_steps.value * self._dt_tau:g} τ simulated"
+
+    def knobs(self) -> dict[str, Any]:
+        """The knob values as ``CGSimulator.prepare`` names them."""
+        return {
+            "polymer": self.polymer.value,
+            "refinement": int(self.refinement.value),
+            "langevin_steps": int(self.langevin_steps.value),
+            "seed": int(self.seed.value),
+        }
+
+    # -- run -------------------------------------------------------------------------
+    def _make_builder(self) -> Callable[[], Rollout]:
+        card = self.card
+        if card is None:
+            raise ExplorerError(f"no CG checkpoint in {self.checkpoint_dir}")
+        if self.polymer.value is None:
+            raise ExplorerError(f"no polymer to simulate in {self.polymer_dir}")
+        knobs, n_steps, name = self.knobs(), int(self.n_steps.value), card.get("name")
+
+        def build() -> Rollout:
+            from explorer.cg.simulate import CGSimulator
+
+            simulator = CGSimulator.from_checkpoint(
+                name, self.checkpoint_dir, polymer_dir=self.polymer_dir, **self.simulator_options
+            )
+            atoms = simulator.polymer_atoms(knobs["polymer"])
+            key = (f"{simulator.name}:{self.polymer_dir}", knobs["polymer"])
+            if key not in self._references:
+                self._references[key] = polymer_reference(simulator, knobs["polymer"])
+            self.reference = self._references[key]
+            self._dt_tau = simulator.dt_tau
+            metadata = {
+                "producer": "widgets.CGTab",
+                "checkpoint": simulator.name,
+                "polymer": knobs["polymer"],
+                "dt_tau": simulator.dt_tau,
+                "length_unit": "sigma",
+                "time_unit": "tau",
+            }
+            return Rollout(simulator, atoms, n_steps, knobs, metadata=metadata)
+
+        return build
+
+    def _progress_text(self, progress: Progress) -> str:
+        text = (
+            f"{progress.status} · {progress.steps_done}/{progress.n_steps} steps · "
+            f"{progress.simulated_ps:g} τ simulated · wall {_duration(progress.wall_s)}"
+        )
+        if progress.eta_s is not None:
+            text += f" · ETA {_duration(progress.eta_s)}"
+        return text
+
+    def _on_new_run(self, rollout: Rollout) -> None:
+        self._frames: list[np.ndarray] = []
+        self.frame.value, self.frame.max, self.play.max = 0, 0, 0
+        ref = self.reference
+        figures.sync_figure(
+            self.figures["beads"],
+            figures.cg_beads_figure(rollout.atoms.positions, ref.bonds if ref else None),
+        )
+
+    def _on_frames(self, rollout: Rollout, new: list[Frame], first: bool) -> None:
+        self._frames.extend(f.positions for f in new)
+        traj = rollout.trajectory()
+        for name, fig in self.build_figures(traj.times_ps, traj.energies, traj.positions).items():
+            figures.sync_figure(self.figures[name], fig)
+        last = len(self._frames) - 1
+        self.frame.max = self.play.max = last
+        shown = self.frame.value
+        if self.follow.value or first:
+            self.frame.value = last  # redraws through the slider's observer
+        if self.frame.value == shown:
+            self._show_frame(shown)
+        self.summary.value = f"<b>{_escape(self.summary_text(traj.energies))}</b>"
+
+    def build_figures(
+        self, times_tau: np.ndarray, observables: dict[str, np.ndarray], positions: np.ndarray
+    ) -> dict[str, go.Figure]:
+        """Fresh R_g² trace, histogram, R(s) and contact-map figures of a CG rollout."""
+        ref = self.reference
+        rg2 = observables.get("rg2_fine")
+        out = {
+            "rg2": figures.rg2_trace_figure(
+                times_tau,
+                rg2,
+                observables.get("rg2_cg"),
+                ref.mean_rg2 if ref else None,
+                ref.std_rg2 if ref else None,
+            ),
+            "histogram": figures.rg2_histogram_figure(rg2, ref.rg2 if ref else None),
+        }
+        model_rs = mean_internal_distance(positions) if positions.shape[1] > 1 else None
+        out["r_s"] = figures.internal_distance_figure(model_rs, ref.r_s if ref else None)
+        out["contacts"] = figures.contact_map_figure(
+            contact_map(positions, CONTACT_CUTOFF_SIGMA),
+            ref.contacts if ref else None,
+            CONTACT_CUTOFF_SIGMA,
+        )
+        return out
+
+    def summary_text(self, observables: dict[str, np.ndarray]) -> str:
+        rg2 = observables.get("rg2_fine")
+        if rg2 is None or rg2.size == 0:
+            return ""
+        text = f"{rg2.size - 1} steps; ⟨R_g²⟩ = {float(np.mean(rg2)):.2f} σ²"
+        if self.reference is not None:
+            text += (
+                f" (long MD {self.reference.mean_rg2:.2f} ± {self.reference.std_rg2:.2f} σ² "
+                f"over {self.reference.length_tau:g} τ)"
+            )
+        retries = observables.get("retries")
+        if retries is not None and retries.size and retries[-1] > 0:
+            text += f"; {int(retries[-1])} rejected draws"
+        return text
+
+    # -- views -----------------------------------------------------------------------
+    def _build_views(self) -> None:
+        self._frames = []
+        self.figures: dict[str, go.FigureWidget] = {
+            "rg2": go.FigureWidget(figures.rg2_trace_figure(None, None)),
+            "histogram": go.FigureWidget(figures.rg2_histogram_figure(None)),
+            "r_s": go.FigureWidget(figures.internal_distance_figure(None)),
+            "contacts": go.FigureWidget(figures.contact_map_figure(None)),
+            "beads": go.FigureWidget(figures.cg_beads_figure(None)),
+        }
+        self.summary = w.HTML()
+        self.frame = w.IntSlider(value=0, min=0, max=0, description="frame", continuous_update=True)
+        self.play = w.Play(value=0, min=0, max=0, interval=150, description="play")
+        w.jslink((self.play, "value"), (self.frame, "value"))
+        self.follow = w.Checkbox(value=True, description="follow newest frame", indent=False)
+        self.frame.observe(lambda change: self._show_frame(change["new"]), names="value")
+        self.views = w.Tab(
+            children=[
+                w.VBox([self.figures["rg2"], self.figures["histogram"]]),
+                self.figures["r_s"],
+                self.figures["contacts"],
+                w.VBox([w.HBox([self.play, self.frame, self.follow]), self.figures["beads"]]),
+            ]
+        )
+        for i, title in enumerate(("R_g²", "R(s)", "contact map", "beads (3-D)")):
+            self.views.set_title(i, title)
+
+    def _show_frame(self, index: int) -> None:
+        """Draw the CG beads of frame ``index`` of the current run."""
+        if not 0 <= index < len(self._frames):
+            return
+        ref = self.reference
+        fresh = figures.cg_beads_figure(
+            self._frames[index],
+            ref.bonds if ref else None,
+            title=f"CG beads, frame {index} (t = {index * self._dt_tau:g} τ)",
+        )
+        figures.sync_figure(self.figures["beads"], fresh)
