@@ -3,7 +3,9 @@
 ``panel serve`` runs this file once per browser session; :func:`create_app` builds
 that session's page, with its own :class:`~widgets.app_liflow.LiFlowApp` and so its
 own Rollout (two sessions never see each other's frames). Closing the tab ends the
-session, and ``pn.state.on_session_destroyed`` stops its rollout. A server-wide cap
+session, and ``pn.state.on_session_destroyed`` stops its rollouts. The FlashMD
+(:mod:`widgets.app_flashmd`) and CG-polymer (:mod:`widgets.app_cg`) tabs are built the
+same way, each with its own Rollout, all under the same server-wide slots. A server-wide cap
 on concurrent rollouts (``ACCELMD_MAX_ROLLOUTS``, default 2) lives in
 :mod:`widgets.app_sessions`.
 
@@ -11,8 +13,6 @@ Serve on loopback unless you mean otherwise::
 
     panel serve widgets/app.py --address 127.0.0.1 --port 5006 \\
         --allow-websocket-origin=127.0.0.1:5006
-
-The FlashMD and CG tabs arrive with their issues; the LiFlow tab is complete.
 """
 
 from __future__ import annotations
@@ -25,7 +25,10 @@ from typing import Any
 import panel as pn
 
 from explorer.reference.dataset import REFERENCE_DIR
+from widgets.app_cg import CGApp
+from widgets.app_flashmd import FlashMDApp
 from widgets.app_liflow import DEFAULT_MATERIAL, DEFAULT_TEMPERATURE_K, LiFlowApp
+from widgets.app_sessions import SLOTS
 from widgets.helpers import matching_reference
 from widgets.live import reference_analysis
 
@@ -37,14 +40,6 @@ INTRO = (
     "squared displacement, the radial distribution function and the Li potential of mean "
     "force build up as frames arrive, next to reference MD (dashed) where one is bundled."
 )
-
-
-def _placeholder(family: str, issue: str) -> pn.pane.Markdown:
-    return pn.pane.Markdown(
-        f"The **{family}** tab arrives with {issue}: the same layout as the LiFlow tab, "
-        "driven by the same Rollout.",
-        css_classes=[f"accelmd-placeholder-{family.lower()}"],
-    )
 
 
 def _serve_css_locally() -> None:
@@ -64,18 +59,28 @@ def _serve_css_locally() -> None:
     doc._template_variables.setdefault("dist_url", get_dist_path())
 
 
-def create_app(**liflow_kwargs: Any) -> pn.Column:
-    """One session's page: title, the LiFlow tab and the FlashMD / CG placeholders.
+def create_app(
+    *,
+    flashmd_options: dict[str, Any] | None = None,
+    cg_options: dict[str, Any] | None = None,
+    **liflow_kwargs: Any,
+) -> pn.Column:
+    """One session's page: title, the LiFlow, FlashMD and CG-polymer tabs.
 
-    ``liflow_kwargs`` go to :class:`LiFlowApp` (tests pass model choices and slots).
-    The LiFlow tab object is reachable as ``page.liflow`` for scripts and tests.
+    ``liflow_kwargs`` go to :class:`LiFlowApp` (tests pass model choices and slots),
+    ``flashmd_options`` to :class:`FlashMDApp` and ``cg_options`` to :class:`CGApp`;
+    the three share the ``slots`` given to LiFlow unless told otherwise. The tab objects
+    are reachable as ``page.liflow``, ``page.flashmd`` and ``page.cg``.
     """
     _serve_css_locally()
+    slots = liflow_kwargs.get("slots", SLOTS)
     liflow = LiFlowApp(**liflow_kwargs)
+    flashmd = FlashMDApp(**{"slots": slots, **(flashmd_options or {})})
+    cg = CGApp(**{"slots": slots, **(cg_options or {})})
     tabs = pn.Tabs(
         ("LiFlow", liflow.layout),
-        ("FlashMD", _placeholder("FlashMD", "the FlashMD issue")),
-        ("CG simulator", _placeholder("CG", "the coarse-grained simulator issue")),
+        ("FlashMD", flashmd.layout),
+        ("CG simulator", cg.layout),
         sizing_mode="stretch_width",
         dynamic=True,
         css_classes=["accelmd-tabs"],
@@ -86,12 +91,14 @@ def create_app(**liflow_kwargs: Any) -> pn.Column:
         sizing_mode="stretch_width",
         css_classes=["accelmd-app"],
     )
-    page.liflow = liflow  # type: ignore[attr-defined]  # a handle for tests and scripts
+    page.liflow = liflow  # type: ignore[attr-defined]  # handles for tests and scripts
+    page.flashmd = flashmd  # type: ignore[attr-defined]
+    page.cg = cg  # type: ignore[attr-defined]
     if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
         # A bound method, not a module-level function: bokeh clears this script's module
         # globals when the session ends, before the callback runs.
-        close = liflow.close
-        pn.state.on_session_destroyed(lambda _context: close())
+        closers = (liflow.close, flashmd.close, cg.close)
+        pn.state.on_session_destroyed(lambda _context: [close() for close in closers])
     return page
 
 

@@ -17,7 +17,6 @@ Units: σ and τ (reduced LJ units of the reference force field).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,80 +24,34 @@ import ipywidgets as w
 import numpy as np
 import plotly.graph_objects as go
 
-from explorer.analysis.polymer import contact_map, mean_internal_distance
-from explorer.checkpoints import CHECKPOINT_DIR, card_headline, list_checkpoints
+from explorer.checkpoints import CHECKPOINT_DIR, card_headline
 from explorer.errors import ExplorerError
 from explorer.session import Frame, Progress, Rollout
 from widgets import figures
+from widgets.family_runs import (  # noqa: F401  (re-exported: the tab's public names)
+    CONTACT_CUTOFF_SIGMA,
+    PolymerReference,
+    build_cg_rollout,
+    cg_beads_frame,
+    cg_card_settings,
+    cg_cards,
+    cg_figures,
+    cg_progress_text,
+    cg_steps_text,
+    cg_summary,
+    no_cg_checkpoint_text,
+    no_polymer_text,
+    polymer_options,
+    polymer_reference,
+    polymer_summary,
+)
+from widgets.family_runs import DEFAULT_CG_CHECKPOINT as DEFAULT_CHECKPOINT
+from widgets.family_runs import polymer_dir_default as _polymer_dir_default
 from widgets.flashmd_tab import RolloutTab
-from widgets.helpers import _duration
 from widgets.liflow_tab import _box, _escape
 
-DEFAULT_CHECKPOINT = "cg-polymers"
-CONTACT_CUTOFF_SIGMA = 3.0  # as accelmd eval cg
 _STYLE = {"description_width": "150px"}
 _WIDE = w.Layout(width="460px")
-
-
-def _polymer_dir_default() -> Path:
-    from explorer.cg.polymers import POLYMER_DIR
-
-    return POLYMER_DIR
-
-
-def polymer_options(directory: Path, validation: tuple[str, ...] = ()) -> list[tuple[str, str]]:
-    """(label, name) of every polymer file in ``directory``: held-out test polymers first."""
-    names = sorted(p.stem for p in Path(directory).glob("*.h5"))
-
-    def label(name: str) -> str:
-        if name.startswith("test_II"):
-            return f"{name} (class II, held-out test polymer)"
-        if name in validation:
-            return f"{name} (class I, validation)"
-        if name.startswith("train_I"):
-            return f"{name} (class I, training)"
-        return name
-
-    names.sort(key=lambda n: (not n.startswith("test_"), n))
-    return [(label(n), n) for n in names]
-
-
-@dataclass(frozen=True)
-class PolymerReference:
-    """The long reference of one polymer at the CG level: R_g² (fine, σ²) series, R(s),
-    contact map and the CG bonds."""
-
-    name: str
-    rg2: np.ndarray
-    r_s: tuple[np.ndarray, np.ndarray]
-    contacts: np.ndarray
-    bonds: np.ndarray
-    masses: np.ndarray
-    length_tau: float
-
-    @property
-    def mean_rg2(self) -> float:
-        return float(np.mean(self.rg2))
-
-    @property
-    def std_rg2(self) -> float:
-        return float(np.std(self.rg2))
-
-
-def polymer_reference(simulator: Any, name: str) -> PolymerReference:
-    """Coarse-grain a polymer's reference with the simulator's mapping and analyse it."""
-    cg = simulator.load(name)
-    positions = np.asarray(cg.positions, dtype=float)
-    bond_matrix = np.asarray(cg.bond_matrix)
-    return PolymerReference(
-        name=name,
-        rg2=np.asarray(cg.rg2_fine, dtype=float),
-        r_s=mean_internal_distance(positions),
-        contacts=contact_map(positions, CONTACT_CUTOFF_SIGMA),
-        bonds=np.argwhere(np.triu(bond_matrix)),
-        masses=np.asarray(cg.cg_masses, dtype=float),
-        length_tau=float((positions.shape[0] - 1) * cg.dt_tau),
-    )
 
 
 class CGTab(RolloutTab):
@@ -130,11 +83,7 @@ class CGTab(RolloutTab):
         self.polymer_dir = Path(polymer_dir) if polymer_dir else _polymer_dir_default()
         self.poll_interval_s = poll_interval_s
         self.simulator_options = dict(simulator_options or {})
-        try:
-            cards = list_checkpoints(self.checkpoint_dir)
-        except ExplorerError:
-            cards = []
-        self.cards = [c for c in cards if c.get("family") == "cg"]
+        self.cards = cg_cards(self.checkpoint_dir)
         self.reference: PolymerReference | None = None
         self._references: dict[tuple[str, str], PolymerReference] = {}
         self._dt_tau = 2.0
@@ -203,16 +152,10 @@ class CGTab(RolloutTab):
         card = self.card
         validation: tuple[str, ...] = ()
         if card is None:
-            self.card_info.value = _box(
-                f"No CG checkpoint in {self.checkpoint_dir}; train one with "
-                "<code>accelmd train cg</code>.",
-                "#1f77b4",
-            )
+            self.card_info.value = _box(no_cg_checkpoint_text(self.checkpoint_dir), "#1f77b4")
         else:
             self.card_info.value = f"<small>{_escape(card_headline(card))}</small>"
-            self.refinement.max = int(card.get("model", {}).get("noise_levels", 10))
-            self._dt_tau = float(card.get("dt_tau", 2.0))
-            validation = tuple(card.get("validation_polymers") or ())
+            self.refinement.max, self._dt_tau, validation = cg_card_settings(card)
         previous = self.polymer.value
         options = polymer_options(self.polymer_dir, validation)
         self.polymer.options = options
@@ -220,10 +163,7 @@ class CGTab(RolloutTab):
         if options:
             self.polymer.value = previous if previous in values else values[0]
         else:
-            self.polymer_info.value = _box(
-                f"No polymer file in {self.polymer_dir}; run <code>accelmd data --cg</code>.",
-                "#1f77b4",
-            )
+            self.polymer_info.value = _box(no_polymer_text(self.polymer_dir), "#1f77b4")
         self._on_polymer(None)
         self._on_steps(None)
 
@@ -236,22 +176,10 @@ class CGTab(RolloutTab):
 
     def _reference_summary(self, name: str) -> str:
         """From ``reference_observables.json`` when present (no file is coarse-grained)."""
-        import json
-
-        path = self.polymer_dir / "reference_observables.json"
-        try:
-            entry = json.loads(path.read_text())["polymers"][name]
-        except (OSError, KeyError, ValueError, TypeError):
-            return ""
-        return (
-            f"{entry.get('n_beads', '?')} beads, reference {entry.get('length_tau', 0):g} τ: "
-            f"⟨R_g²⟩ = {entry.get('mean_rg2', float('nan')):.2f} ± "
-            f"{entry.get('std_rg2', float('nan')):.2f} σ², t_R = "
-            f"{entry.get('t_relax_tau', float('nan')):.3g} τ"
-        )
+        return polymer_summary(self.polymer_dir, name)
 
     def _on_steps(self, _change: Any) -> None:
-        self.steps_info.value = f"= {self.n_steps.value * self._dt_tau:g} τ simulated"
+        self.steps_info.value = cg_steps_text(self.n_steps.value, self._dt_tau)
 
     def knobs(self) -> dict[str, Any]:
         """The knob values as ``CGSimulator.prepare`` names them."""
@@ -272,37 +200,21 @@ class CGTab(RolloutTab):
         knobs, n_steps, name = self.knobs(), int(self.n_steps.value), card.get("name")
 
         def build() -> Rollout:
-            from explorer.cg.simulate import CGSimulator
-
-            simulator = CGSimulator.from_checkpoint(
-                name, self.checkpoint_dir, polymer_dir=self.polymer_dir, **self.simulator_options
+            rollout, self.reference, self._dt_tau = build_cg_rollout(
+                name,
+                knobs,
+                n_steps,
+                self.checkpoint_dir,
+                self.polymer_dir,
+                self.simulator_options,
+                self._references,
             )
-            atoms = simulator.polymer_atoms(knobs["polymer"])
-            key = (f"{simulator.name}:{self.polymer_dir}", knobs["polymer"])
-            if key not in self._references:
-                self._references[key] = polymer_reference(simulator, knobs["polymer"])
-            self.reference = self._references[key]
-            self._dt_tau = simulator.dt_tau
-            metadata = {
-                "producer": "widgets.CGTab",
-                "checkpoint": simulator.name,
-                "polymer": knobs["polymer"],
-                "dt_tau": simulator.dt_tau,
-                "length_unit": "sigma",
-                "time_unit": "tau",
-            }
-            return Rollout(simulator, atoms, n_steps, knobs, metadata=metadata)
+            return rollout
 
         return build
 
     def _progress_text(self, progress: Progress) -> str:
-        text = (
-            f"{progress.status} · {progress.steps_done}/{progress.n_steps} steps · "
-            f"{progress.simulated_ps:g} τ simulated · wall {_duration(progress.wall_s)}"
-        )
-        if progress.eta_s is not None:
-            text += f" · ETA {_duration(progress.eta_s)}"
-        return text
+        return cg_progress_text(progress)
 
     def _on_new_run(self, rollout: Rollout) -> None:
         self._frames: list[np.ndarray] = []
@@ -331,41 +243,10 @@ class CGTab(RolloutTab):
         self, times_tau: np.ndarray, observables: dict[str, np.ndarray], positions: np.ndarray
     ) -> dict[str, go.Figure]:
         """Fresh R_g² trace, histogram, R(s) and contact-map figures of a CG rollout."""
-        ref = self.reference
-        rg2 = observables.get("rg2_fine")
-        out = {
-            "rg2": figures.rg2_trace_figure(
-                times_tau,
-                rg2,
-                observables.get("rg2_cg"),
-                ref.mean_rg2 if ref else None,
-                ref.std_rg2 if ref else None,
-            ),
-            "histogram": figures.rg2_histogram_figure(rg2, ref.rg2 if ref else None),
-        }
-        model_rs = mean_internal_distance(positions) if positions.shape[1] > 1 else None
-        out["r_s"] = figures.internal_distance_figure(model_rs, ref.r_s if ref else None)
-        out["contacts"] = figures.contact_map_figure(
-            contact_map(positions, CONTACT_CUTOFF_SIGMA),
-            ref.contacts if ref else None,
-            CONTACT_CUTOFF_SIGMA,
-        )
-        return out
+        return cg_figures(times_tau, observables, positions, self.reference)
 
     def summary_text(self, observables: dict[str, np.ndarray]) -> str:
-        rg2 = observables.get("rg2_fine")
-        if rg2 is None or rg2.size == 0:
-            return ""
-        text = f"{rg2.size - 1} steps; ⟨R_g²⟩ = {float(np.mean(rg2)):.2f} σ²"
-        if self.reference is not None:
-            text += (
-                f" (long MD {self.reference.mean_rg2:.2f} ± {self.reference.std_rg2:.2f} σ² "
-                f"over {self.reference.length_tau:g} τ)"
-            )
-        retries = observables.get("retries")
-        if retries is not None and retries.size and retries[-1] > 0:
-            text += f"; {int(retries[-1])} rejected draws"
-        return text
+        return cg_summary(observables, self.reference)
 
     # -- views -----------------------------------------------------------------------
     def _build_views(self) -> None:
@@ -398,10 +279,5 @@ class CGTab(RolloutTab):
         """Draw the CG beads of frame ``index`` of the current run."""
         if not 0 <= index < len(self._frames):
             return
-        ref = self.reference
-        fresh = figures.cg_beads_figure(
-            self._frames[index],
-            ref.bonds if ref else None,
-            title=f"CG beads, frame {index} (t = {index * self._dt_tau:g} τ)",
-        )
+        fresh = cg_beads_frame(self._frames[index], self.reference, index, self._dt_tau)
         figures.sync_figure(self.figures["beads"], fresh)

@@ -16,36 +16,47 @@ temperature.
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ipywidgets as w
-import numpy as np
 import plotly.graph_objects as go
-from ase import Atoms
 
-from explorer.analysis.msd import MSDResult, msd
-from explorer.analysis.rdf import RDFResult, overlap_score, rdf
-from explorer.checkpoints import CHECKPOINT_DIR, card_headline, list_checkpoints
+from explorer.checkpoints import CHECKPOINT_DIR, card_headline
 from explorer.errors import ExplorerError
 from explorer.session import CANCELLED, DONE, FAILED, Frame, Progress, Rollout
 from explorer.trajectory import Trajectory
 from widgets import figures
+from widgets.family_runs import (  # noqa: F401  (re-exported: the tab's public names)
+    DEFAULT_TEMPERATURES_K,
+    FLASHMD_SYSTEMS,
+    FRESH,
+    SYSTEM_LABELS,
+    TEST_FRAME,
+    THERMOSTAT_OPTIONS,
+    FlashMDReference,
+    _card_system,
+    _stride,
+    build_flashmd_rollout,
+    flashmd_card_defaults,
+    flashmd_cards,
+    flashmd_checkpoint_options,
+    flashmd_figures,
+    flashmd_reference,
+    flashmd_start,
+    flashmd_steps_text,
+    flashmd_summary,
+    flashmd_target_K,
+    no_flashmd_checkpoint_text,
+    reference_path,
+)
 from widgets.helpers import progress_text
 from widgets.liflow_tab import _box, _describe, _error_html, _escape
-from widgets.live import RDF_BIN_A, _or_none
 from widgets.viewer import TrajectoryViewer
 
-FLASHMD_SYSTEMS = ("argon", "al110")
-SYSTEM_LABELS = {"argon": "liquid argon (256 Ar, LJ)", "al110": "Al(110) slab (240 Al, EMT)"}
-TEST_FRAME, FRESH = "test", "fresh"
-THERMOSTAT_OPTIONS = (("none (NVE)", "none"), ("Langevin", "langevin"), ("Bussi (SVR)", "bussi"))
-DEFAULT_TEMPERATURES_K = {"argon": 94.4, "al110": 700.0}
 FIRST_FRAME_POLL_S = 0.05
 _STYLE = {"description_width": "150px"}
 _WIDE = w.Layout(width="460px")
@@ -206,94 +217,6 @@ class RolloutTab:
         raise NotImplementedError
 
 
-# -- FlashMD reference data --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FlashMDReference:
-    """The held-out test trajectory of a system, its MSD and (periodic cells) RDF."""
-
-    path: Path
-    traj: Trajectory
-    temperature_K: float | None
-    msd: MSDResult | None
-    rdf: RDFResult | None
-
-
-@functools.lru_cache(maxsize=8)
-def _reference_cached(path: str, mtime_ns: int) -> FlashMDReference:
-    from explorer.h5md import read_h5md
-
-    traj = read_h5md(path)
-    temperature = traj.metadata.get("temperature_K")
-    periodic = bool(np.all(traj.pbc))
-    return FlashMDReference(
-        path=Path(path),
-        traj=traj,
-        temperature_K=float(temperature) if temperature is not None else None,
-        msd=_or_none(msd, traj),
-        rdf=_or_none(rdf, traj, bin_width=RDF_BIN_A, discard_fraction=0.0) if periodic else None,
-    )
-
-
-def reference_path(system: str, data_dir: Path | None = None) -> Path | None:
-    """The first held-out test trajectory of a FlashMD system, or None."""
-    from explorer.flashmd.systems import DATA_DIR, system_files
-
-    files = system_files(system, "test", Path(data_dir) if data_dir else DATA_DIR)
-    return files[0] if files else None
-
-
-def flashmd_reference(system: str, data_dir: Path | None = None) -> FlashMDReference | None:
-    """The analysed test trajectory of ``system`` (cached per file version), or None."""
-    path = reference_path(system, data_dir)
-    if path is None:
-        return None
-    return _reference_cached(str(path), path.stat().st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=4)
-def _fresh_atoms(system: str) -> Atoms:
-    from explorer.cli_flashmd import flashmd_start_atoms
-
-    return flashmd_start_atoms(system)
-
-
-def flashmd_start(system: str, start: str, data_dir: Path | None = None) -> Atoms:
-    """The start structure: test-trajectory frame 0 with momenta, or a fresh build."""
-    if start == TEST_FRAME:
-        path = reference_path(system, data_dir)
-        if path is None:
-            raise ExplorerError(
-                f"no test trajectory of {system} in {data_dir or 'sample_data/flashmd'}; "
-                "choose the fresh start or run `accelmd flashmd-data`"
-            )
-        from explorer.cli_flashmd import flashmd_start_atoms
-
-        return flashmd_start_atoms(str(path))
-    return _fresh_atoms(system).copy()
-
-
-def flashmd_cards(directory: Path = CHECKPOINT_DIR) -> list[dict[str, Any]]:
-    """Model cards of the FlashMD checkpoints in ``directory`` (unreadable ones skipped)."""
-    try:
-        cards = list_checkpoints(Path(directory))
-    except ExplorerError:
-        return []
-    return [c for c in cards if c.get("family") == "flashmd"]
-
-
-def _card_system(card: dict[str, Any]) -> str | None:
-    system = card.get("system")
-    if system is None and card.get("materials"):
-        system = card["materials"][0]
-    return system
-
-
-def _stride(card: dict[str, Any]) -> float:
-    return float(card.get("stride_fs") or card.get("model", {}).get("stride_fs") or 0.0)
-
-
 class FlashMDTab(RolloutTab):
     """System, checkpoint (stride), thermostat and filters, Run/Stop, live views.
 
@@ -417,19 +340,12 @@ class FlashMDTab(RolloutTab):
 
     def _on_system(self, _change: Any) -> None:
         system = self.system.value
-        options = [
-            (f"{c.get('name')} (stride {_stride(c):g} fs)", i)
-            for i, c in enumerate(self.cards)
-            if _card_system(c) == system
-        ]
-        options.sort(key=lambda o: _stride(self.cards[o[1]]))
+        options = flashmd_checkpoint_options(self.cards, system)
         self.checkpoint.options = options
         self.checkpoint.value = options[-1][1] if options else None
         if not options:
             self.card_info.value = _box(
-                f"No FlashMD checkpoint for {system} in {self.checkpoint_dir}; train one with "
-                f"<code>accelmd train flashmd --system {system}</code>.",
-                "#1f77b4",
+                no_flashmd_checkpoint_text(system, self.checkpoint_dir), "#1f77b4"
             )
         self.temperature.value = DEFAULT_TEMPERATURES_K.get(system, 300.0)
         self._on_checkpoint(None)
@@ -440,18 +356,17 @@ class FlashMDTab(RolloutTab):
             self._on_steps(None)
             return
         self.card_info.value = f"<small>{_escape(card_headline(card))}</small>"
-        knobs = card.get("recommended_knobs") or {}
-        self.energy_conservation.value = bool(knobs.get("energy_conservation", True))
-        self.random_rotation.value = bool(knobs.get("random_rotation", False))
-        if knobs.get("thermostat") in dict(THERMOSTAT_OPTIONS).values():
-            self.thermostat.value = knobs["thermostat"]
-        if knobs.get("temperature_K"):
-            self.temperature.value = float(knobs["temperature_K"])
+        defaults = flashmd_card_defaults(card)
+        self.energy_conservation.value = defaults["energy_conservation"]
+        self.random_rotation.value = defaults["random_rotation"]
+        if "thermostat" in defaults:
+            self.thermostat.value = defaults["thermostat"]
+        if "temperature_K" in defaults:
+            self.temperature.value = defaults["temperature_K"]
         self._on_steps(None)
 
     def _on_steps(self, _change: Any) -> None:
-        stride = _stride(self.card) if self.card is not None else 0.0
-        self.steps_info.value = f"= {self.n_steps.value * stride / 1000:g} ps simulated"
+        self.steps_info.value = flashmd_steps_text(self.n_steps.value, self.card)
 
     def knobs(self) -> dict[str, Any]:
         """The knob values as ``FlashMDSimulator.prepare`` names them."""
@@ -475,27 +390,15 @@ class FlashMDTab(RolloutTab):
         self._run_system = system
 
         def build() -> Rollout:
-            from explorer.flashmd.simulate import FlashMDSimulator
-
-            simulator = FlashMDSimulator.from_checkpoint(
-                name, device=device, directory=self.checkpoint_dir
+            return build_flashmd_rollout(
+                name, system, start, device, knobs, n_steps, self.checkpoint_dir, self.data_dir
             )
-            atoms = flashmd_start(system, start, self.data_dir)
-            metadata = {
-                "producer": "widgets.FlashMDTab",
-                "checkpoint": simulator.name,
-                "stride_fs": simulator.stride_fs,
-                "material": atoms.info.get("material"),
-                "temperature_K": knobs["temperature_K"],
-            }
-            return Rollout(simulator, atoms, n_steps, knobs, metadata=metadata)
 
         return build
 
     def _on_new_run(self, rollout: Rollout) -> None:
         self._n_atoms = len(rollout.atoms)
-        thermostat = rollout.knobs.get("thermostat", "none")
-        self._target_K = rollout.knobs["temperature_K"] if thermostat != "none" else None
+        self._target_K = flashmd_target_K(rollout.knobs)
         try:
             self.reference = flashmd_reference(self._run_system, self.data_dir)
         except (ExplorerError, OSError) as exc:  # a broken reference must not stop a run
@@ -517,48 +420,12 @@ class FlashMDTab(RolloutTab):
 
     def build_figures(self, traj: Trajectory) -> dict[str, go.Figure]:
         """Fresh temperature, energy, RDF and MSD figures of a FlashMD trajectory."""
-        ref = self.reference
-        temperature = traj.energies.get("temperature")
-        out = {
-            "temperature": figures.temperature_figure(traj.times_ps, temperature, self._target_K),
-            "energy": figures.energy_figure(traj.times_ps, traj.energies, traj.n_atoms),
-        }
-        model_msd = _or_none(msd, traj) if traj.n_frames >= 2 else None
-        out["msd"] = figures.msd_figure(
-            model_msd,
-            ref.msd if ref else None,
-            species=sorted(set(traj.symbols)),
-            title="MSD (reference: held-out test trajectory, dashed)",
-        )
-        if np.all(traj.pbc):
-            model_rdf = _or_none(rdf, traj, bin_width=RDF_BIN_A)
-            self.overlap = None
-            if model_rdf is not None and ref is not None and ref.rdf is not None:
-                self.overlap = _or_none(overlap_score, model_rdf, ref.rdf)
-            out["rdf"] = figures.rdf_figure(model_rdf, ref.rdf if ref else None, self.overlap)
-        else:
-            self.overlap = None
-            fig = figures.rdf_figure(None)
-            fig.layout.annotations = []
-            out["rdf"] = figures._empty_note(
-                fig, "no RDF: the cell is not periodic in every direction (a slab); see the MSD"
-            )
+        out, self.overlap = flashmd_figures(traj, self.reference, self._target_K)
         return out
 
     def summary_text(self, traj: Trajectory) -> str:
         """Mean temperature, total-energy drift and the RDF overlap, one line."""
-        parts = [f"{traj.n_frames - 1} strides, {float(traj.times_ps[-1]):g} ps"]
-        temperature = traj.energies.get("temperature")
-        if temperature is not None and temperature.size > 1:
-            parts.append(f"⟨T⟩ = {float(np.mean(temperature[1:])):.1f} K")
-        total = traj.energies.get("total_energy")
-        nve = self._target_K is None
-        if nve and total is not None and total.size > 2 and np.all(np.isfinite(total)):
-            slope = np.polyfit(traj.times_ps, total, 1)[0]
-            parts.append(f"NVE energy drift {slope / traj.n_atoms * 1e3:.3g} meV/atom/ps")
-        if self.overlap:
-            parts.append(f"RDF overlap with the test trajectory {min(self.overlap.values()):.3f}")
-        return "; ".join(parts)
+        return flashmd_summary(traj, self._target_K, self.overlap)
 
     # -- views -----------------------------------------------------------------------
     def _build_views(self) -> None:
