@@ -234,4 +234,4 @@ def test_card_marks_running_runs_and_lists_pending_ones(tmp_path):
     assert [r.complete for r in rows] == [True, False]
     assert arrhenius_by_material(rows) == {}  # one finished temperature: no fit
     card = write_card(tmp_path).read_text()
-    assert "LGPS_800K.h5 (running)" in card and "Li3N_600K.h5" in card.split("Not generated")[1]
+    assert "LGPS_800K.h5 (running)" in card and "Li3InCl6_600K.h5" in card.split("Not generated")[1]
