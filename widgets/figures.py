@@ -454,7 +454,8 @@ def write_figures(
 ) -> tuple[list[Path], list[str]]:
     """Write each figure as ``<directory>/<name>.<format>``; returns (written, problems).
 
-    HTML embeds plotly.js, so the files open offline. PNG needs kaleido and a Chrome;
+    HTML embeds plotly.js, so the files open offline. PNG goes through kaleido, which
+    drives a local Chrome or Chromium (Debian's /usr/bin/chromium works);
     when it is unavailable the problem is returned as text instead of raised.
     """
     directory = Path(directory)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import plotly.graph_objects as go
 import pytest
@@ -116,3 +118,25 @@ def test_write_figures_html(tmp_path, traj):
     written, problems = figures.write_figures({"msd": figures.msd_figure(msd(traj))}, tmp_path)
     assert written == [tmp_path / "msd.html"] and not problems
     assert "plotly" in (tmp_path / "msd.html").read_text()[:5000].lower()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="kaleido needs a Chrome/Chromium")
+def test_write_figures_png_renders_the_curve(tmp_path, traj):
+    """PNG export goes through kaleido and the system Chromium; the image must show data."""
+    from PIL import Image
+
+    fig = figures.msd_figure(msd(traj))
+    written, problems = figures.write_figures({"msd": fig}, tmp_path, ("png",))
+    assert written == [tmp_path / "msd.png"] and not problems
+    pixels = np.asarray(Image.open(tmp_path / "msd.png").convert("RGB"), dtype=float)
+    assert pixels.shape[0] > 100 and pixels.shape[1] > 100
+    # A plot with curves and axes, not a blank canvas: many distinct colours.
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50
+
+
+def test_write_figures_reports_unknown_format_instead_of_raising(tmp_path, traj):
+    written, problems = figures.write_figures(
+        {"msd": figures.msd_figure(None)}, tmp_path, ("bmpx",)
+    )
+    assert written == [] and len(problems) == 1 and "msd.bmpx" in problems[0]
