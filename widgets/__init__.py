@@ -2,8 +2,10 @@
 
 ``from widgets import Explorer`` gives the notebook explorer. Submodules:
 ``figures`` (pure plotly builders, shared with the Panel app and the tests),
-``helpers`` and ``runs`` (pure logic behind the controls), ``live`` (analysis of a
-growing trajectory), ``viewer`` (nglview), ``liflow_tab`` and ``explorer`` (ipywidgets).
+``helpers``, ``runs`` and ``family_runs`` (pure logic behind the controls),
+``controller`` (the Run/Stop lifecycle every tab shares, rendered by ``tab_run`` for
+ipywidgets and ``app_run`` for Panel), ``live`` (analysis of a growing trajectory),
+``viewer`` (nglview), ``liflow_tab`` and ``explorer`` (ipywidgets).
 ipywidgets is imported only when ``Explorer`` or ``LiFlowTab`` is first used, so the
 Panel app can import ``widgets.figures`` without it.
 """

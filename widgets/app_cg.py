@@ -4,54 +4,40 @@ The same knobs and live views as the Jupyter tab (:mod:`widgets.cg_tab`): checkp
 polymer (held-out class-II test polymers first), refinement strength S, Langevin steps
 per level, steps and seed; R_g²(t) with the long reference MD's mean ± sd, the R_g²
 histogram, R(s), the contact map and the CG beads in 3-D with a frame slider, a player
-and "follow newest frame". The logic is :mod:`widgets.family_runs`; the Run/Stop
-machinery (driver thread, server slot, ``doc.add_next_tick_callback`` updates, stop on
-session end) is :class:`widgets.app_flashmd.PanelRolloutTab`. Units: σ and τ.
+and "follow newest frame". The logic is :mod:`widgets.family_runs` (:class:`CGRun`); the
+Run/Stop machinery (driver thread, server slot, ``doc.add_next_tick_callback`` updates,
+stop on session end) is :class:`widgets.app_run.PanelRolloutTab`. Units: σ and τ.
 """
 
 from __future__ import annotations
 
 import functools
 import html
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import panel as pn
 import plotly.graph_objects as go
 
 from explorer.checkpoints import CHECKPOINT_DIR, card_headline
-from explorer.errors import ExplorerError
-from explorer.session import Frame, Progress, Rollout
+from explorer.session import Frame, Rollout
 from widgets import figures
-from widgets.app_flashmd import PanelRolloutTab, plotly_pane
-from widgets.app_liflow import _box
+from widgets.app_run import PanelRolloutTab, note_html, plotly_pane
 from widgets.app_sessions import SLOTS, RolloutSlots
 from widgets.family_runs import (
-    PolymerReference,
-    build_cg_rollout,
+    CGRun,
     cg_beads_frame,
     cg_card_settings,
-    cg_cards,
-    cg_figures,
-    cg_progress_text,
     cg_steps_text,
-    cg_summary,
     default_cg_index,
     no_cg_checkpoint_text,
     no_polymer_text,
-    polymer_dir_default,
     polymer_options,
     polymer_summary,
 )
 
 
-def _note(text: str) -> str:
-    return _box(text, "#1f77b4", "accelmd-info")
-
-
-class CGApp(PanelRolloutTab):
+class CGApp(CGRun, PanelRolloutTab):
     """Checkpoint, polymer, refinement, steps, seed; Run/Stop; live R_g², R(s), contacts,
     beads.
 
@@ -70,6 +56,8 @@ class CGApp(PanelRolloutTab):
     """
 
     name = "cg"
+    css_prefix = "accelmd-cg-"
+    producer = "widgets.app"
 
     def __init__(
         self,
@@ -79,27 +67,11 @@ class CGApp(PanelRolloutTab):
         poll_interval_s: float = 0.5,
         simulator_options: dict[str, Any] | None = None,
     ) -> None:
-        self.checkpoint_dir = Path(checkpoint_dir)
-        self.polymer_dir = Path(polymer_dir) if polymer_dir else polymer_dir_default()
-        self.simulator_options = dict(simulator_options or {})
-        self.cards = cg_cards(self.checkpoint_dir)
-        self.reference: PolymerReference | None = None
-        self._references: dict[tuple[str, str], PolymerReference] = {}
-        self._dt_tau = 2.0
-        self._frames: list[np.ndarray] = []
+        self._init_cg(checkpoint_dir, polymer_dir, simulator_options)
         self._build_run(slots, poll_interval_s)
         self._build_controls()
         self._build_views()
-        self.layout = pn.Column(
-            pn.pane.Markdown("### CG polymers: learned coarse-grained steps"),
-            self.control_box,
-            self.run_box,
-            self.message,
-            self.summary,
-            self.views,
-            sizing_mode="stretch_width",
-            css_classes=["accelmd-cg"],
-        )
+        self.layout = self._page("CG polymers: learned coarse-grained steps", "accelmd-cg")
         self._on_checkpoint()
 
     # -- controls --------------------------------------------------------------------
@@ -137,16 +109,11 @@ class CGApp(PanelRolloutTab):
             sizing_mode="stretch_width",
         )  # fmt: skip
 
-    @property
-    def card(self) -> dict[str, Any] | None:
-        index = self.checkpoint.value
-        return None if index is None else self.cards[index]
-
     def _on_checkpoint(self) -> None:
         card = self.card
         validation: tuple[str, ...] = ()
         if card is None:
-            self.card_info.object = _note(no_cg_checkpoint_text(self.checkpoint_dir))
+            self.card_info.object = note_html(no_cg_checkpoint_text(self.checkpoint_dir))
         else:
             self.card_info.object = f"<small>{html.escape(card_headline(card))}</small>"
             end, self._dt_tau, validation = cg_card_settings(card)
@@ -161,7 +128,7 @@ class CGApp(PanelRolloutTab):
         finally:
             self._setting_polymers = False
         if not options:
-            self.polymer_info.object = _note(no_polymer_text(self.polymer_dir))
+            self.polymer_info.object = note_html(no_polymer_text(self.polymer_dir))
         self._on_polymer()
         self._on_steps()
 
@@ -174,41 +141,12 @@ class CGApp(PanelRolloutTab):
     def _on_steps(self) -> None:
         self.steps_info.object = f"<small>{cg_steps_text(self.n_steps.value, self._dt_tau)}</small>"
 
-    def knobs(self) -> dict[str, Any]:
-        """The knob values as ``CGSimulator.prepare`` names them."""
-        return {
-            "polymer": self.polymer.value,
-            "refinement": int(self.refinement.value),
-            "langevin_steps": int(self.langevin_steps.value),
-            "seed": int(self.seed.value),
-        }
-
     # -- run -------------------------------------------------------------------------
-    def _make_builder(self) -> Callable[[], Rollout]:
-        card = self.card
-        if card is None:
-            raise ExplorerError(f"no CG checkpoint in {self.checkpoint_dir}")
-        if self.polymer.value is None:
-            raise ExplorerError(f"no polymer to simulate in {self.polymer_dir}")
-        knobs, n_steps, name = self.knobs(), int(self.n_steps.value), card.get("name")
-
-        def build() -> Rollout:
-            rollout, self.reference, self._dt_tau = build_cg_rollout(
-                name, knobs, n_steps, self.checkpoint_dir, self.polymer_dir,
-                self.simulator_options, self._references, "widgets.app",
-            )  # fmt: skip
-            return rollout
-
-        return build
-
-    def _progress_text(self, progress: Progress) -> str:
-        return cg_progress_text(progress)
-
     def _on_new_run(self, rollout: Rollout) -> None:
         self._frames = []
         ref = self.reference
         beads = figures.cg_beads_figure(rollout.atoms.positions, ref.bonds if ref else None)
-        self._ui(functools.partial(self._reset_beads, beads))
+        self._post(functools.partial(self._reset_beads, beads))
 
     def _reset_beads(self, beads: go.Figure) -> None:
         self._moving_slider = True
@@ -222,8 +160,8 @@ class CGApp(PanelRolloutTab):
     def _compute(self, rollout: Rollout, new: list[Frame], first: bool) -> Any:
         self._frames.extend(f.positions for f in new)
         traj = rollout.trajectory()
-        fresh = cg_figures(traj.times_ps, traj.energies, traj.positions, self.reference)
-        return fresh, cg_summary(traj.energies, self.reference), len(self._frames) - 1, first
+        fresh = self.build_figures(traj.times_ps, traj.energies, traj.positions)
+        return fresh, self.summary_text(traj.energies), len(self._frames) - 1, first
 
     def _apply_views(self, views: Any) -> None:
         fresh, summary, last, first = views

@@ -3,28 +3,23 @@
 The same capabilities as the Jupyter tab (:mod:`widgets.liflow_tab`), built from the
 same parts: structures from :mod:`explorer.materials` (uploads through
 :func:`widgets.helpers.atoms_from_upload`, the CLI's loader), model choices and
-Arrhenius replicas from :mod:`widgets.runs`, analysis from :mod:`widgets.live`, figures
-from :mod:`widgets.figures`. This module only creates Panel widgets and connects them.
+Arrhenius replicas and the Rollout builder from :mod:`widgets.runs`
+(:class:`~widgets.runs.LiFlowRun`), analysis from :mod:`widgets.live`, figures from
+:mod:`widgets.figures`. This module only creates Panel widgets and connects them.
 
-Threads (``UI-NOTES.md``): Run starts a *driver* thread that loads the model, starts
-the Rollout (its own worker thread), polls ``frames_since`` and computes the analysis
-and fresh figures off the server's event loop. Changes to Panel objects are then
-handed to the session's document with ``doc.add_next_tick_callback`` (``doc`` captured
-when the session built the tab), which runs them on the server thread under the
-document lock. Built outside a server (tests, scripts), there is no document and
-updates are applied at once under a lock. The driver waits ``max(poll, 5 × cost)``
-between updates so that the analysis takes at most ~1/6 of a core.
+Threads (``UI-NOTES.md``): Run/Stop is :class:`widgets.app_run.PanelRolloutTab`. Run
+takes a server slot and starts a *driver* thread that loads the model, starts the
+Rollout (its own worker thread), polls ``frames_since`` and computes the analysis and
+fresh figures off the server's event loop; the page gets them through
+``doc.add_next_tick_callback``.
 """
 
 from __future__ import annotations
 
-import functools
 import html
 import io
 import logging
 import tempfile
-import threading
-import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -38,73 +33,51 @@ from explorer.checkpoints import CHECKPOINT_DIR
 from explorer.errors import ExplorerError
 from explorer.materials import list_materials, load_material
 from explorer.reference.dataset import REFERENCE_DIR
-from explorer.session import CANCELLED, DONE, FAILED, Rollout
+from explorer.session import Frame, Rollout
 from widgets import figures
+from widgets.app_run import (
+    PanelRolloutTab,
+    info_html,
+    plotly_pane,
+    warning_html,
+)
 from widgets.app_sessions import SLOTS, RolloutSlots
+from widgets.controller import error_message
 from widgets.helpers import (
     MAX_UPLOAD_BYTES,
     UPLOAD_SUFFIXES,
     atoms_from_upload,
     card_summary,
-    card_temperatures,
-    default_card_index,
     default_repeats,
-    model_warnings,
     parse_temperatures,
-    progress_text,
-    reference_note,
     steps_label,
     structure_summary,
     with_repeats,
 )
-from widgets.live import LiveAnalysis, arrhenius_analysis
-from widgets.runs import ModelChoice, build_run, demo_choice, liflow_choices, split_replicas
+from widgets.runs import (
+    ARRHENIUS,
+    SINGLE,
+    LiFlowRun,
+    ModelChoice,
+    demo_choice,
+    liflow_choices,
+    split_replicas,
+)
 from widgets.view3d import TrajectoryView3D
 
 log = logging.getLogger("accelmd.app")
 
 UPLOAD = "__upload__"
-SINGLE, ARRHENIUS = "single temperature", "Arrhenius (several T)"
 DEFAULT_MATERIAL = "LGPS"
 #: Without a checkpoint temperature range: 800 K has a bundled LGPS reference MD, so the
 #: first run already shows the dashed reference curves (900 K would have none).
 DEFAULT_TEMPERATURE_K = 800.0
 DEFAULT_STEPS = 50
-FIRST_FRAME_POLL_S = 0.05  # s; poll fast until the first frame is on screen
 FIGURES = ("msd", "rdf", "pmf", "arrhenius")
 TRAJECTORY_FORMATS = {"H5MD (.h5)": ".h5", "extended XYZ (.extxyz)": ".extxyz"}
 
 
-def _box(text: str, colour: str, css: str) -> str:
-    return (
-        f'<div class="{css}" style="border-left: 4px solid {colour}; padding: 4px 8px; '
-        f'background: #fafafa">{text}</div>'
-    )
-
-
-def error_html(text: str) -> str:
-    return _box(f"<b>Error</b>: {html.escape(text)}", "#d62728", "accelmd-error")
-
-
-def info_html(text: str) -> str:
-    return _box(html.escape(text), "#1f77b4", "accelmd-info")
-
-
-def warning_html(lines: list[str]) -> str:
-    if not lines:
-        return ""
-    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
-    return _box(f"<b>Warning</b><ul style='margin:0'>{items}</ul>", "#ff7f0e", "accelmd-warning")
-
-
-def describe(exc: BaseException) -> str:
-    """Ours as is; anything else with its type (a bug, also logged with its traceback)."""
-    if isinstance(exc, ExplorerError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
-
-
-class LiFlowApp:
+class LiFlowApp(LiFlowRun, PanelRolloutTab):
     """Material, model, knobs, Run/Stop, live views and downloads for one browser session.
 
     Args:
@@ -119,6 +92,9 @@ class LiFlowApp:
     tab from Python; ``layout`` is the Panel object.
     """
 
+    name = "liflow"
+    producer = "widgets.app"
+
     def __init__(
         self,
         checkpoint_dir: Path = CHECKPOINT_DIR,
@@ -128,32 +104,17 @@ class LiFlowApp:
         poll_interval_s: float = 0.5,
         max_upload_bytes: int = MAX_UPLOAD_BYTES,
     ) -> None:
-        self.reference_dir = Path(reference_dir)
-        self.slots = slots
-        self.poll_interval_s = poll_interval_s
+        self._init_liflow(reference_dir)
         self.max_upload_bytes = max_upload_bytes
-        self.rollout: Rollout | None = None
-        self.analysis: LiveAnalysis | None = None
-        self.timings: dict[str, float] = {}
-        self._doc = pn.state.curdoc  # the session's document (None outside a server)
-        self._apply_lock = threading.Lock()
-        self._driver: threading.Thread | None = None
-        self._closed = False
-        self._temperatures: list[float] = []
-        self._n_atoms = 0
         self._replica_offset = 0
-        self._shown_frames = 0
         self._uploaded: Atoms | None = None
         self._base: Atoms | None = None
         self.atoms: Atoms | None = None
 
-        self.message = pn.pane.HTML(
-            "", css_classes=["accelmd-message"], sizing_mode="stretch_width"
-        )
+        self._build_run(slots, poll_interval_s)
         self._build_material()
         self._build_model(checkpoint_dir, choices)
         self._build_knobs()
-        self._build_run()
         self._build_views()
         self._build_downloads()
         self.layout = pn.Column(
@@ -294,35 +255,19 @@ class LiFlowApp:
     def choice(self) -> ModelChoice:
         return self.choices[self.model.value]
 
-    def select_default_model(self) -> None:
-        """The checkpoint trained on the current material (else a multi-material one)."""
-        if self.atoms is not None:
-            cards = [c.card for c in self.choices]
-            self.model.value = default_card_index(cards, self.atoms.info.get("material"))
-
     def _on_model(self) -> None:
         self.model_info.object = f"<small>{html.escape(card_summary(self.choice.card))}</small>"
-        temps = card_temperatures(self.choice.card)
-        if temps:  # the middle training temperature: inside the range the model knows
-            self.temperature.value = sorted(temps)[(len(temps) - 1) // 2]
+        temperature = self._card_temperature()
+        if temperature is not None:
+            self.temperature.value = temperature
         self._on_steps()
         self._update_warnings()
-
-    def _run_temperatures(self) -> list[float]:
-        if self.mode.value == ARRHENIUS:
-            try:
-                return parse_temperatures(self.temperatures.value)
-            except ValueError:
-                return []
-        return [float(self.temperature.value)]
 
     def _update_warnings(self) -> None:
         if not hasattr(self, "mode"):
             return
-        temps = self._run_temperatures()
-        self.warnings.object = warning_html(model_warnings(self.choice.card, self.atoms, temps))
-        material = self.atoms.info.get("material") if self.atoms is not None else None
-        notes = [reference_note(material, t, self.reference_dir) for t in temps]
+        warnings, notes = self._warnings_and_notes()
+        self.warnings.object = warning_html(warnings)
         self.reference_info.object = f"<small>{'<br>'.join(map(html.escape, notes))}</small>"
 
     # -- knobs -------------------------------------------------------------------------
@@ -373,257 +318,44 @@ class LiFlowApp:
             f"<small>{steps_label(self.n_steps.value, self.choice.time_step_ps)}</small>"
         )
 
-    def knobs(self) -> dict[str, Any]:
-        """The knob values as ``LiFlowSimulator.prepare`` names them (K, ints, floats)."""
-        return {
-            "temperature_K": float(self.temperature.value),
-            "prior_scale_li": float(self.prior_scale_li.value),
-            "prior_scale_frame": float(self.prior_scale_frame.value),
-            "corrector_strength": float(self.corrector_strength.value),
-            "flow_steps": int(self.flow_steps.value),
-            "seed": int(self.seed.value),
-            "device": self.device.value,
-        }
+    # -- run -------------------------------------------------------------------------
+    def _on_new_run(self, rollout: Rollout) -> None:
+        atoms = self._start_replicas(rollout)
+        self._replica_offset = self._temperatures.index(self._display_temperature()) * len(atoms)
+        self.view3d.start_run(atoms.numbers, atoms.cell[:])
 
-    # -- run / stop --------------------------------------------------------------------
-    def _build_run(self) -> None:
-        self.run_button = pn.widgets.Button(
-            label="▶ Run", color="success", width=100, css_classes=["accelmd-run"]
-        )
-        self.stop_button = pn.widgets.Button(
-            label="■ Stop", color="danger", width=100, disabled=True,
-            css_classes=["accelmd-stop"],
-        )  # fmt: skip
-        self.progress = pn.indicators.Progress(value=0, max=1000, width=240, bar_color="info")
-        self.progress_info = pn.pane.Str("", css_classes=["accelmd-progress"])
-        self.run_button.on_click(lambda _: self.start())
-        self.stop_button.on_click(lambda _: self.stop())
-        self.run_box = pn.Row(self.run_button, self.stop_button, self.progress, self.progress_info)
+    def _compute(self, rollout: Rollout, new: list[Frame], first: bool) -> Any:
+        """The 3-D view at once, then fresh figures and the D_Li line (driver thread)."""
+        part = slice(self._replica_offset, self._replica_offset + self._n_atoms)
+        self.view3d.add_frames([f.positions[part] for f in new], [f.time_ps for f in new])
+        if first:  # show the first frame before the (slower) analysis
+            self._post(self.view3d.show)
+        fresh = self._analyse(rollout)
+        return {name: fresh[name] for name in self.figures if name in fresh}, self._summary_text()
 
-    @property
-    def running(self) -> bool:
-        return self._driver is not None and self._driver.is_alive()
-
-    def start(self) -> None:
-        """What Run does: check the inputs, take a server slot, drive a Rollout."""
-        try:
-            self._start()
-        except Exception as exc:  # never a traceback in the page
-            log.exception("Run failed before the rollout started")
-            self._show_error(exc)
-
-    def _start(self) -> None:
-        if self.running:
-            self.message.object = info_html("A rollout is already running; press Stop first.")
-            return
-        if self.atoms is None:
-            self._show_error(ExplorerError("choose a material first"))
-            return
-        arrhenius = self.mode.value == ARRHENIUS
-        try:
-            temps = parse_temperatures(self.temperatures.value) if arrhenius else None
-        except ValueError as exc:
-            self._show_error(ExplorerError(str(exc)))
-            return
-        if not self.slots.try_acquire():
-            log.warning("run refused: %d rollouts running (cap)", self.slots.limit)
-            self.message.object = info_html(self.slots.busy_message())
-            return
-        knobs = self.knobs()
-        self._temperatures = temps or [knobs["temperature_K"]]
-        self.timings = {"clicked": time.perf_counter()}
-        self.message.object = ""
-        self.run_button.disabled, self.stop_button.disabled = True, False
-        self.progress.param.update(value=0, bar_color="info")
-        self.progress_info.object = "loading the model…"
-        self._driver = threading.Thread(
-            target=self._drive,
-            args=(self.choice, self.atoms.copy(), knobs, temps, int(self.n_steps.value)),
-            name="accelmd-app-driver",
-            daemon=True,
-        )
-        self._driver.start()
-
-    def stop(self) -> None:
-        """What Stop does: the rollout ends after the step it is computing."""
-        if self.rollout is not None and self.running:
-            self.rollout.stop()
-            self.progress_info.object = "stopping after the current step…"
-
-    def close(self) -> None:
-        """The browser tab was closed: stop the rollout; no more page updates."""
-        self._closed = True
-        log.info("session closed: stopping its rollout")
-        if self.rollout is not None:
-            self.rollout.stop()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the run and its last update are over; True if they are."""
-        if self._driver is None:
-            return True
-        self._driver.join(timeout)
-        return not self._driver.is_alive()
-
-    def _drive(
-        self,
-        choice: ModelChoice,
-        atoms: Atoms,
-        knobs: dict[str, Any],
-        temps: list[float] | None,
-        n_steps: int,
-    ) -> None:
-        try:
-            try:
-                simulator, run_atoms, prepare_knobs = build_run(choice, atoms, knobs, temps)
-                metadata = {
-                    "producer": "widgets.app",
-                    "model": choice.card.get("name"),
-                    "material": atoms.info.get("material"),
-                    "supercell": list(atoms.info.get("supercell", (1, 1, 1))),
-                    "temperature_K": knobs["temperature_K"] if not temps else list(temps),
-                }
-                rollout = Rollout(simulator, run_atoms, n_steps, prepare_knobs, metadata=metadata)
-            except Exception as exc:  # model loading / bad knobs: report, stay usable
-                log.warning("rollout not started: %s", describe(exc))
-                self._ui(functools.partial(self._finish_failed, exc))
-                return
-            self._n_atoms = len(atoms)
-            display = self._display_temperature()
-            self._replica_offset = self._temperatures.index(display) * len(atoms)
-            self._shown_frames = 0
-            self.analysis = None
-            self.rollout = rollout
-            self.view3d.start_run(atoms.numbers, atoms.cell[:])
-            rollout.start()
-            log.info("rollout started: %s", metadata)
-            wait = FIRST_FRAME_POLL_S
-            while True:
-                finished = rollout.join(timeout=wait)
-                started = time.perf_counter()
-                self.refresh()
-                cost = time.perf_counter() - started
-                if finished or self._closed:
-                    if self._closed:
-                        rollout.join()
-                    break
-                first_pending = self._shown_frames == 0
-                wait = FIRST_FRAME_POLL_S if first_pending else max(self.poll_interval_s, 5 * cost)
-            log.info("rollout %s after %d frames", rollout.status, rollout.n_frames)
-            self._ui(self._finish)
-        except Exception as exc:  # a bug in the wiring: log it, tell the page briefly
-            log.exception("driver failed")
-            self._ui(functools.partial(self._finish_failed, exc))
-        finally:
-            self.slots.release()
-
-    def _display_temperature(self) -> float:
-        """The temperature whose replica the views show (Arrhenius: the chosen one)."""
-        if len(self._temperatures) > 1 and self.replica.value in self._temperatures:
-            return float(self.replica.value)
-        return float(self._temperatures[-1])
-
-    def refresh(self) -> None:
-        """Pull new frames: the 3-D view and progress at once, then analysis and figures."""
-        rollout = self.rollout
-        if rollout is None or self._closed:
-            return
-        progress = rollout.progress()
-        new = rollout.frames_since(self._shown_frames)
-        if new:
-            part = slice(self._replica_offset, self._replica_offset + self._n_atoms)
-            self.view3d.add_frames([f.positions[part] for f in new], [f.time_ps for f in new])
-            first = self._shown_frames == 0
-            self._shown_frames += len(new)
-            if first:  # show the first frame before the (slower) analysis
-                self.timings.setdefault("first_frame", time.perf_counter())
-                self._ui(lambda: self._apply(progress, {}, None))
-        fresh, summary = ({}, None)
-        if new or self.analysis is None:
-            fresh, summary = self._analyse(rollout)
-        self._ui(lambda: self._apply(progress, fresh, summary))
-
-    def _analyse(self, rollout: Rollout) -> tuple[dict[str, go.Figure], str | None]:
-        """Fresh figures and the D_Li line of the frames so far (driver thread)."""
-        if rollout.n_frames == 0:
-            return {}, None
-        if self.analysis is None:  # loads the reference MD (cached per server)
-            self.analysis = LiveAnalysis(
-                self._display_temperature(),
-                self.atoms.info.get("material") if self.atoms is not None else None,
-                self.reference_dir,
-                self.plane.value,
-            )
-        traj = rollout.trajectory()
-        fresh: dict[str, go.Figure] = {}
-        if len(self._temperatures) > 1:
-            replicas = split_replicas(traj, self._temperatures)
-            result = arrhenius_analysis(
-                replicas, self._temperatures, self.analysis.material, self.reference_dir
-            )
-            fresh["arrhenius"] = result.figure()
-            traj = replicas[self._temperatures.index(self._display_temperature())]
-        else:
-            traj.metadata["temperature_K"] = self._temperatures[0]
-        self.analysis.update(traj, pmf=True)
-        built = self.analysis.figures(log_msd=self.log_msd.value)
-        fresh.update({name: built[name] for name in ("msd", "rdf", "pmf")})
-        return fresh, self.analysis.summary()
-
-    def _apply(self, progress: Any, fresh: dict[str, go.Figure], summary: str | None) -> None:
-        """Copy progress, the newest 3-D frame and fresh figures into the page."""
-        self.progress.value = int(1000 * progress.fraction)
-        self.progress_info.object = progress_text(progress)
+    def _apply_views(self, views: Any) -> None:
+        """Copy the newest 3-D frame, fresh figures and the D_Li line into the page."""
+        fresh, summary = views
         self.view3d.show()
         for name, fig in fresh.items():
             figures.sync_figure(self.figures[name], fig)
             self.panes[name].param.trigger("object")
+        self._show_summary(summary)
+
+    def _summary_text(self) -> str | None:
+        return self.analysis.summary() if self.analysis is not None else None
+
+    def _show_summary(self, summary: str | None) -> None:
         if summary is not None:
             self.summary.object = f"<b>{html.escape(summary)}</b>"
         if self.analysis is not None and self.analysis.problems:
             self.message.object = warning_html(self.analysis.problems)
-        if fresh and "figures" not in self.timings:
-            self.timings["figures"] = time.perf_counter()
 
-    def _finish(self) -> None:
-        rollout = self.rollout
-        self.run_button.disabled, self.stop_button.disabled = False, True
-        status = rollout.status if rollout is not None else FAILED
-        colour = {DONE: "success", CANCELLED: "warning"}.get(status, "danger")
-        self.progress.bar_color = colour
-        if rollout is not None:
-            self.progress_info.object = progress_text(rollout.progress())
-        if status == FAILED and rollout is not None and rollout.error is not None:
-            kept = rollout.n_frames
-            log.warning("rollout failed: %s", describe(rollout.error))
-            self._show_error(rollout.error, f" ({kept} frame{'s' if kept != 1 else ''} kept)")
-        elif status == CANCELLED and rollout is not None:
-            self.message.object = info_html(
-                f"Stopped after {max(0, rollout.n_frames - 1)} steps; the frames are kept."
-            )
+    def _on_finished(self) -> None:
         self._update_downloads()
 
-    def _finish_failed(self, exc: BaseException) -> None:
-        self.run_button.disabled, self.stop_button.disabled = False, True
-        self.progress.bar_color = "danger"
-        self.progress_info.object = "failed"
-        self._show_error(exc)
-
-    def _show_error(self, exc: BaseException, suffix: str = "") -> None:
-        self.message.object = error_html(describe(exc) + suffix)
-
-    def _ui(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` where Panel objects may change: the session's thread, or here."""
-        if self._closed:
-            return
-        doc = self._doc
-        if doc is not None and doc.session_context is not None:
-            try:
-                doc.add_next_tick_callback(fn)
-            except Exception:  # the session ended between the check and the call
-                log.info("update dropped: the session is gone")
-            return
-        with self._apply_lock:
-            fn()
+    def _show_error(self, exc: BaseException) -> None:
+        self._show(error_message(exc))
 
     # -- views -------------------------------------------------------------------------
     def _build_views(self) -> None:
@@ -634,14 +366,7 @@ class LiFlowApp:
             "pmf": figures.pmf_figure(None),
             "arrhenius": figures.arrhenius_figure([]),
         }
-        self.panes = {
-            name: pn.pane.Plotly(
-                fig, height=420, sizing_mode="stretch_width", link_figure=False,
-                config={"displaylogo": False}, css_classes=[f"accelmd-{name}"],
-            )
-            for name, fig in self.figures.items()
-        }  # fmt: skip
-        self.summary = pn.pane.HTML("", css_classes=["accelmd-summary"])
+        self.panes = {name: plotly_pane(fig, name, 420) for name, fig in self.figures.items()}
         self.log_msd = pn.widgets.Checkbox(label="log-log axes", value=False)
         self.log_msd.param.watch(self._on_log, "value")
         self.plane = pn.widgets.Select(label="plane", options=["ab", "bc", "ac"], value="ab")
@@ -664,13 +389,6 @@ class LiFlowApp:
         figures.set_log_axes(fig, event.new)
         self._replace_figure("msd", fig)
         self._reanalyse()
-
-    def _replace_figure(self, name: str, fig: go.Figure) -> None:
-        """Show a new figure object: how layout changes (axis type, axis titles) reach the
-        browser. The pane compares layouts against dicts that share nested objects with
-        the figure, so an in-place edit of e.g. ``layout.xaxis.type`` can go unnoticed."""
-        self.figures[name] = fig
-        self.panes[name].object = fig
 
     def _on_temperatures_text(self) -> None:
         try:
@@ -695,13 +413,14 @@ class LiFlowApp:
         if new_analysis:
             self.analysis = None
         try:
-            fresh, summary = self._analyse(rollout)
+            fresh = self._analyse(rollout)
         except ExplorerError as exc:
             self._show_error(exc)
             return
         for name, fig in fresh.items():
-            self._replace_figure(name, fig)
-        self._apply(rollout.progress(), {}, summary)
+            if name in self.figures:
+                self._replace_figure(name, fig)
+        self._show_summary(self._summary_text())
 
     # -- downloads ---------------------------------------------------------------------
     def _build_downloads(self) -> None:

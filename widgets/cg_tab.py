@@ -4,7 +4,8 @@ Controls map to the knobs of :class:`~explorer.cg.simulate.CGSimulator` as
 ``accelmd rollout cg`` maps its options (:mod:`explorer.cli_cg`): the polymer (the
 held-out class-II test polymers first), the refinement strength S (Score-GNN noise levels,
 0 = off), Langevin steps per level, steps and seed. The run machinery (driver thread,
-Run/Stop, progress, readable errors) is :class:`widgets.flashmd_tab.RolloutTab`.
+Run/Stop, progress, readable errors) is :class:`widgets.tab_run.RolloutTab`; what is not
+about widgets is :class:`widgets.family_runs.CGRun`.
 
 Live views compare the rollout with the polymer's own long reference MD (the bundled
 ``sample_data/polymers/<name>.h5``, coarse-grained with the checkpoint's METIS mapping):
@@ -16,20 +17,18 @@ Units: σ and τ (reduced LJ units of the reference force field).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import ipywidgets as w
-import numpy as np
 import plotly.graph_objects as go
 
 from explorer.checkpoints import CHECKPOINT_DIR, card_headline
-from explorer.errors import ExplorerError
-from explorer.session import Frame, Progress, Rollout
+from explorer.session import Frame, Rollout
 from widgets import figures
 from widgets.family_runs import (  # noqa: F401  (re-exported: the tab's public names)
     CONTACT_CUTOFF_SIGMA,
+    CGRun,
     PolymerReference,
     build_cg_rollout,
     cg_beads_frame,
@@ -46,15 +45,14 @@ from widgets.family_runs import (  # noqa: F401  (re-exported: the tab's public 
     polymer_summary,
 )
 from widgets.family_runs import DEFAULT_CG_CHECKPOINT as DEFAULT_CHECKPOINT
-from widgets.family_runs import polymer_dir_default as _polymer_dir_default
-from widgets.flashmd_tab import RolloutTab
-from widgets.liflow_tab import _box, _escape
+from widgets.family_runs import polymer_dir_default as _polymer_dir_default  # noqa: F401
+from widgets.tab_run import RolloutTab, escape, note_html
 
 _STYLE = {"description_width": "150px"}
 _WIDE = w.Layout(width="460px")
 
 
-class CGTab(RolloutTab):
+class CGTab(CGRun, RolloutTab):
     """Polymer, refinement strength, steps, seed; Run/Stop; live R_g², R(s), contacts, beads.
 
     Args:
@@ -70,7 +68,7 @@ class CGTab(RolloutTab):
     ``beads``).
     """
 
-    _name = "cg"
+    name = "cg"
 
     def __init__(
         self,
@@ -79,27 +77,11 @@ class CGTab(RolloutTab):
         poll_interval_s: float = 1.0,
         simulator_options: dict[str, Any] | None = None,
     ) -> None:
-        self.checkpoint_dir = Path(checkpoint_dir)
-        self.polymer_dir = Path(polymer_dir) if polymer_dir else _polymer_dir_default()
-        self.poll_interval_s = poll_interval_s
-        self.simulator_options = dict(simulator_options or {})
-        self.cards = cg_cards(self.checkpoint_dir)
-        self.reference: PolymerReference | None = None
-        self._references: dict[tuple[str, str], PolymerReference] = {}
-        self._dt_tau = 2.0
-        self._build_run()
+        self._init_cg(checkpoint_dir, polymer_dir, simulator_options)
+        self._build_run(poll_interval_s)
         self._build_controls()
         self._build_views()
-        self.widget = w.VBox(
-            [
-                w.HTML("<h3 style='margin:4px 0'>CG polymers: learned coarse-grained steps</h3>"),
-                self.control_box,
-                self.run_box,
-                self.message,
-                self.summary,
-                self.views,
-            ]
-        )
+        self.widget = self._page("CG polymers: learned coarse-grained steps")
         self._on_checkpoint(None)
 
     # -- controls --------------------------------------------------------------------
@@ -143,18 +125,13 @@ class CGTab(RolloutTab):
             ]
         )
 
-    @property
-    def card(self) -> dict[str, Any] | None:
-        index = self.checkpoint.value
-        return None if index is None else self.cards[index]
-
     def _on_checkpoint(self, _change: Any) -> None:
         card = self.card
         validation: tuple[str, ...] = ()
         if card is None:
-            self.card_info.value = _box(no_cg_checkpoint_text(self.checkpoint_dir), "#1f77b4")
+            self.card_info.value = note_html(no_cg_checkpoint_text(self.checkpoint_dir))
         else:
-            self.card_info.value = f"<small>{_escape(card_headline(card))}</small>"
+            self.card_info.value = f"<small>{escape(card_headline(card))}</small>"
             self.refinement.max, self._dt_tau, validation = cg_card_settings(card)
         previous = self.polymer.value
         options = polymer_options(self.polymer_dir, validation)
@@ -163,7 +140,7 @@ class CGTab(RolloutTab):
         if options:
             self.polymer.value = previous if previous in values else values[0]
         else:
-            self.polymer_info.value = _box(no_polymer_text(self.polymer_dir), "#1f77b4")
+            self.polymer_info.value = note_html(no_polymer_text(self.polymer_dir))
         self._on_polymer(None)
         self._on_steps(None)
 
@@ -172,7 +149,7 @@ class CGTab(RolloutTab):
         if name is None:
             return
         summary = self._reference_summary(name)
-        self.polymer_info.value = f"<small>{_escape(summary)}</small>" if summary else ""
+        self.polymer_info.value = f"<small>{escape(summary)}</small>" if summary else ""
 
     def _reference_summary(self, name: str) -> str:
         """From ``reference_observables.json`` when present (no file is coarse-grained)."""
@@ -181,43 +158,9 @@ class CGTab(RolloutTab):
     def _on_steps(self, _change: Any) -> None:
         self.steps_info.value = cg_steps_text(self.n_steps.value, self._dt_tau)
 
-    def knobs(self) -> dict[str, Any]:
-        """The knob values as ``CGSimulator.prepare`` names them."""
-        return {
-            "polymer": self.polymer.value,
-            "refinement": int(self.refinement.value),
-            "langevin_steps": int(self.langevin_steps.value),
-            "seed": int(self.seed.value),
-        }
-
     # -- run -------------------------------------------------------------------------
-    def _make_builder(self) -> Callable[[], Rollout]:
-        card = self.card
-        if card is None:
-            raise ExplorerError(f"no CG checkpoint in {self.checkpoint_dir}")
-        if self.polymer.value is None:
-            raise ExplorerError(f"no polymer to simulate in {self.polymer_dir}")
-        knobs, n_steps, name = self.knobs(), int(self.n_steps.value), card.get("name")
-
-        def build() -> Rollout:
-            rollout, self.reference, self._dt_tau = build_cg_rollout(
-                name,
-                knobs,
-                n_steps,
-                self.checkpoint_dir,
-                self.polymer_dir,
-                self.simulator_options,
-                self._references,
-            )
-            return rollout
-
-        return build
-
-    def _progress_text(self, progress: Progress) -> str:
-        return cg_progress_text(progress)
-
     def _on_new_run(self, rollout: Rollout) -> None:
-        self._frames: list[np.ndarray] = []
+        self._frames = []
         self.frame.value, self.frame.max, self.play.max = 0, 0, 0
         ref = self.reference
         figures.sync_figure(
@@ -225,7 +168,7 @@ class CGTab(RolloutTab):
             figures.cg_beads_figure(rollout.atoms.positions, ref.bonds if ref else None),
         )
 
-    def _on_frames(self, rollout: Rollout, new: list[Frame], first: bool) -> None:
+    def _compute(self, rollout: Rollout, new: list[Frame], first: bool) -> None:
         self._frames.extend(f.positions for f in new)
         traj = rollout.trajectory()
         for name, fig in self.build_figures(traj.times_ps, traj.energies, traj.positions).items():
@@ -237,20 +180,10 @@ class CGTab(RolloutTab):
             self.frame.value = last  # redraws through the slider's observer
         if self.frame.value == shown:
             self._show_frame(shown)
-        self.summary.value = f"<b>{_escape(self.summary_text(traj.energies))}</b>"
-
-    def build_figures(
-        self, times_tau: np.ndarray, observables: dict[str, np.ndarray], positions: np.ndarray
-    ) -> dict[str, go.Figure]:
-        """Fresh R_g² trace, histogram, R(s) and contact-map figures of a CG rollout."""
-        return cg_figures(times_tau, observables, positions, self.reference)
-
-    def summary_text(self, observables: dict[str, np.ndarray]) -> str:
-        return cg_summary(observables, self.reference)
+        self.summary.value = f"<b>{escape(self.summary_text(traj.energies))}</b>"
 
     # -- views -----------------------------------------------------------------------
     def _build_views(self) -> None:
-        self._frames = []
         self.figures: dict[str, go.FigureWidget] = {
             "rg2": go.FigureWidget(figures.rg2_trace_figure(None, None)),
             "histogram": go.FigureWidget(figures.rg2_histogram_figure(None)),

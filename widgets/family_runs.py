@@ -4,14 +4,16 @@ The Jupyter tabs (:mod:`widgets.flashmd_tab`, :mod:`widgets.cg_tab`) and the Pan
 (:mod:`widgets.app_flashmd`, :mod:`widgets.app_cg`) create their own widgets; what a run
 needs besides widgets lives here: the checkpoint and polymer lists, the card defaults of
 the knobs, the functions that build a :class:`~explorer.session.Rollout`, the reference
-data and the figures and summary lines of the live views. No widget import here.
+data and the figures and summary lines of the live views, and :class:`FlashMDRun` /
+:class:`CGRun`, the halves of the tabs that do not depend on the widget library (they
+read and set the controls' ``.value`` only). No widget import here.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from explorer.errors import ExplorerError
 from explorer.session import Progress, Rollout
 from explorer.trajectory import Trajectory
 from widgets import figures
+from widgets.controller import WARNING, Message
 from widgets.helpers import _duration
 from widgets.live import RDF_BIN_A, _or_none
 
@@ -240,6 +243,81 @@ def flashmd_summary(traj: Trajectory, target_K: float | None, overlap: dict | No
     if overlap:
         parts.append(f"RDF overlap with the test trajectory {min(overlap.values()):.3f}")
     return "; ".join(parts)
+
+
+class FlashMDRun:
+    """The FlashMD tab apart from its widgets: card, knobs, Rollout builder, reference, views.
+
+    Mixed into :class:`widgets.flashmd_tab.FlashMDTab` (Jupyter) and
+    :class:`widgets.app_flashmd.FlashMDApp` (Panel), before their
+    :class:`~widgets.controller.RolloutController` base. The front-end provides the
+    controls ``system``, ``start_from``, ``checkpoint`` (index into ``cards``),
+    ``thermostat``, ``temperature``, ``time_constant``, ``energy_conservation``,
+    ``random_rotation``, ``n_steps``, ``seed`` and ``device``.
+    """
+
+    producer = "widgets.FlashMDTab"
+
+    def _init_flashmd(self, checkpoint_dir: Path, data_dir: Path | None) -> None:
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.data_dir = Path(data_dir) if data_dir else None
+        self.cards = flashmd_cards(self.checkpoint_dir)
+        self.reference: FlashMDReference | None = None
+        self.overlap: dict | None = None
+        self._target_K: float | None = None
+        self._run_system = "argon"
+
+    @property
+    def card(self) -> dict[str, Any] | None:
+        index = self.checkpoint.value
+        return None if index is None else self.cards[index]
+
+    def knobs(self) -> dict[str, Any]:
+        """The knob values as ``FlashMDSimulator.prepare`` names them."""
+        return {
+            "temperature_K": float(self.temperature.value),
+            "thermostat": self.thermostat.value,
+            "time_constant_fs": float(self.time_constant.value),
+            "energy_conservation": bool(self.energy_conservation.value),
+            "random_rotation": bool(self.random_rotation.value),
+            "seed": int(self.seed.value),
+        }
+
+    def _apply_card_defaults(self, card: dict[str, Any]) -> None:
+        """Set the filters (and thermostat, temperature where given) the card recommends."""
+        for name, value in flashmd_card_defaults(card).items():
+            control = self.temperature if name == "temperature_K" else getattr(self, name)
+            control.value = value
+
+    def _make_builder(self) -> Callable[[], Rollout]:
+        card = self.card
+        if card is None:
+            raise ExplorerError(f"no FlashMD checkpoint for {self.system.value}")
+        self._run_system = self.system.value
+        return functools.partial(
+            build_flashmd_rollout, card.get("name"), self.system.value, self.start_from.value,
+            self.device.value, self.knobs(), int(self.n_steps.value), self.checkpoint_dir,
+            self.data_dir, self.producer,
+        )  # fmt: skip
+
+    def _load_reference(self, rollout: Rollout) -> None:
+        """Driver thread: the thermostat target and the reference trajectory of a new run."""
+        self._target_K = flashmd_target_K(rollout.knobs)
+        try:
+            self.reference = flashmd_reference(self._run_system, self.data_dir)
+        except (ExplorerError, OSError) as exc:  # a broken reference must not stop a run
+            self.reference = None
+            note = Message(f"reference trajectory unreadable: {exc}", WARNING)
+            self._post(functools.partial(self._show, note))
+
+    def build_figures(self, traj: Trajectory) -> dict[str, go.Figure]:
+        """Fresh temperature, energy, RDF and MSD figures of a FlashMD trajectory."""
+        out, self.overlap = flashmd_figures(traj, self.reference, self._target_K)
+        return out
+
+    def summary_text(self, traj: Trajectory) -> str:
+        """Mean temperature, total-energy drift and the RDF overlap, one line."""
+        return flashmd_summary(traj, self._target_K, self.overlap)
 
 
 # -- CG polymers -------------------------------------------------------------------------
@@ -460,3 +538,73 @@ def cg_beads_frame(
         reference.bonds if reference else None,
         title=f"CG beads, frame {index} (t = {index * dt_tau:g} τ)",
     )
+
+
+class CGRun:
+    """The CG tab apart from its widgets: card, knobs, Rollout builder, progress, views.
+
+    Mixed into :class:`widgets.cg_tab.CGTab` (Jupyter) and :class:`widgets.app_cg.CGApp`
+    (Panel), before their :class:`~widgets.controller.RolloutController` base. The
+    front-end provides the controls ``checkpoint`` (index into ``cards``), ``polymer``,
+    ``refinement``, ``langevin_steps``, ``n_steps`` and ``seed``.
+    """
+
+    producer = "widgets.CGTab"
+
+    def _init_cg(
+        self,
+        checkpoint_dir: Path,
+        polymer_dir: Path | None,
+        simulator_options: dict[str, Any] | None,
+    ) -> None:
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.polymer_dir = Path(polymer_dir) if polymer_dir else polymer_dir_default()
+        self.simulator_options = dict(simulator_options or {})
+        self.cards = cg_cards(self.checkpoint_dir)
+        self.reference: PolymerReference | None = None
+        self._references: dict[tuple[str, str], PolymerReference] = {}
+        self._dt_tau = 2.0
+        self._frames: list[np.ndarray] = []
+
+    @property
+    def card(self) -> dict[str, Any] | None:
+        index = self.checkpoint.value
+        return None if index is None else self.cards[index]
+
+    def knobs(self) -> dict[str, Any]:
+        """The knob values as ``CGSimulator.prepare`` names them."""
+        return {
+            "polymer": self.polymer.value,
+            "refinement": int(self.refinement.value),
+            "langevin_steps": int(self.langevin_steps.value),
+            "seed": int(self.seed.value),
+        }
+
+    def _make_builder(self) -> Callable[[], Rollout]:
+        card = self.card
+        if card is None:
+            raise ExplorerError(f"no CG checkpoint in {self.checkpoint_dir}")
+        if self.polymer.value is None:
+            raise ExplorerError(f"no polymer to simulate in {self.polymer_dir}")
+        knobs, n_steps, name = self.knobs(), int(self.n_steps.value), card.get("name")
+
+        def build() -> Rollout:
+            rollout, self.reference, self._dt_tau = build_cg_rollout(
+                name, knobs, n_steps, self.checkpoint_dir, self.polymer_dir,
+                self.simulator_options, self._references, self.producer,
+            )  # fmt: skip
+            return rollout
+
+        return build
+
+    def _progress_text(self, progress: Progress) -> str:
+        return cg_progress_text(progress)
+
+    def build_figures(
+        self, times_tau: np.ndarray, observables: Mapping[str, np.ndarray], positions: np.ndarray
+    ) -> dict[str, go.Figure]:
+        """Fresh R_g² trace, histogram, R(s) and contact-map figures of a CG rollout."""
+        return cg_figures(times_tau, observables, positions, self.reference)
+
+    def summary_text(self, observables: Mapping[str, np.ndarray]) -> str:
+        return cg_summary(observables, self.reference)

@@ -6,17 +6,14 @@ Thin by design: structures come from :mod:`explorer.materials`, models from
 matching reference, supercell) from :mod:`widgets.helpers`. This module only builds
 ipywidgets and connects them.
 
-Threads: pressing Run starts a *driver* thread that loads the model, starts the
-:class:`~explorer.session.Rollout` (its own worker thread) and polls
-``frames_since`` to update the figures, so the kernel never blocks. Figure updates are
-throttled: after an update that took t seconds the driver waits at least
-``max(poll_interval_s, 5 t)``, which bounds the analysis to ≤ 1/6 of one core.
+What a run needs besides widgets (knobs, Rollout builder, analysis of the shown
+replica) is :class:`widgets.runs.LiFlowRun`, shared with the Panel tab; Run/Stop,
+the driver thread and the progress row are :class:`widgets.tab_run.RolloutTab`
+(:mod:`widgets.controller`), shared with every tab.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,64 +25,45 @@ from explorer.checkpoints import CHECKPOINT_DIR
 from explorer.errors import ExplorerError
 from explorer.materials import list_materials, load_material, validate_structure
 from explorer.reference.dataset import REFERENCE_DIR
-from explorer.session import CANCELLED, DONE, FAILED, Rollout
+from explorer.session import Frame, Rollout
 from widgets import figures
+from widgets.controller import describe, error_message
 from widgets.helpers import (
     MAX_UPLOAD_BYTES,
     atoms_from_upload,
     card_summary,
-    card_temperatures,
-    default_card_index,
     default_repeats,
-    model_warnings,
     parse_temperatures,
-    progress_text,
-    reference_note,
     steps_label,
     structure_summary,
     with_repeats,
 )
-from widgets.live import LiveAnalysis, arrhenius_analysis
-from widgets.runs import ModelChoice, build_run, demo_choice, liflow_choices, split_replicas
+from widgets.runs import (
+    ARRHENIUS,
+    SINGLE,
+    LiFlowRun,
+    ModelChoice,
+    demo_choice,
+    liflow_choices,
+    split_replicas,
+)
+from widgets.tab_run import (
+    RolloutTab,
+    error_html,
+    escape,
+    note_html,
+    warning_html,
+)
 from widgets.viewer import TrajectoryViewer
 
 UPLOAD, NOTEBOOK = "upload", "notebook"
-SINGLE, ARRHENIUS = "single temperature", "Arrhenius (several T)"
 DEFAULT_MATERIAL = "LGPS"
 DEFAULT_TEMPERATURE_K = 800.0
-FIRST_FRAME_POLL_S = 0.05  # s; how often to look for the first frame of a run
 _STYLE = {"description_width": "150px"}
 _WIDE = w.Layout(width="420px")
 
 
-def _box(text: str, colour: str) -> str:
-    return (
-        f'<div style="border-left: 4px solid {colour}; padding: 4px 8px; '
-        f'background: #fafafa">{text}</div>'
-    )
-
-
-def _error_html(text: str) -> str:
-    return _box(f"<b>Error</b>: {_escape(text)}", "#d62728")
-
-
-def _warning_html(lines: list[str]) -> str:
-    items = "".join(f"<li>{_escape(line)}</li>" for line in lines)
-    return _box(f"<b>Warning</b><ul style='margin:0'>{items}</ul>", "#ff7f0e") if lines else ""
-
-
-def _escape(text: str) -> str:
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _describe(exc: BaseException) -> str:
-    """A readable message: ours as is, anything else with its type (it is a bug)."""
-    if isinstance(exc, ExplorerError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
-
-
-class LiFlowTab:
+class LiFlowTab(LiFlowRun, RolloutTab):
     """Material, model, knobs, Run/Stop, live views and export for LiFlow rollouts.
 
     Args:
@@ -102,6 +80,8 @@ class LiFlowTab:
     ``temperature``, …) so code and tests can drive the tab without a browser.
     """
 
+    name = "liflow"
+
     def __init__(
         self,
         atoms: Atoms | None = None,
@@ -112,28 +92,18 @@ class LiFlowTab:
         poll_interval_s: float = 1.0,
         max_upload_bytes: int = MAX_UPLOAD_BYTES,
     ) -> None:
-        self.reference_dir = Path(reference_dir)
-        self.poll_interval_s = poll_interval_s
+        self._init_liflow(reference_dir)
         self.max_upload_bytes = max_upload_bytes
-        self.rollout: Rollout | None = None
-        self.analysis: LiveAnalysis | None = None
-        self.timings: dict[str, float] = {}
-        self._driver: threading.Thread | None = None
-        self._refresh_lock = threading.Lock()
-        self._shown_frames = 0
-        self._temperatures: list[float] = []
         self._notebook_atoms = atoms
         self._uploaded: Atoms | None = None
         self._base: Atoms | None = None
         self.atoms: Atoms | None = None
         self._setting_repeats = False
-        self._n_atoms = 0
 
-        self.message = w.HTML()
+        self._build_run(poll_interval_s)
         self._build_material()
         self._build_model(checkpoint_dir, demo, choices)
         self._build_knobs()
-        self._build_run()
         self._build_views()
         self._build_export()
         self.widget = w.VBox(
@@ -150,11 +120,6 @@ class LiFlowTab:
         )
         self._on_material(None)
         self._on_model(None)
-
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        display(self.widget)
 
     # -- material ----------------------------------------------------------------------
     def _build_material(self) -> None:
@@ -259,7 +224,7 @@ class LiFlowTab:
         if self._setting_repeats:
             return
         self.atoms = with_repeats(self._base, [box.value for box in self.repeats])
-        self.structure_info.value = f"<small>{_escape(structure_summary(self.atoms))}</small>"
+        self.structure_info.value = f"<small>{escape(structure_summary(self.atoms))}</small>"
         if hasattr(self, "viewer") and not self.running:
             self.viewer.show_structure(self.atoms)
         self._update_warnings()
@@ -292,7 +257,7 @@ class LiFlowTab:
             layout=_WIDE,
         )
         self.model_info = w.HTML()
-        self.model_problem = w.HTML(_box(problem, "#1f77b4") if problem else "")
+        self.model_problem = w.HTML(note_html(problem) if problem else "")
         self.warnings = w.HTML()
         self.reference_info = w.HTML()
         self.model.observe(self._on_model, names="value")
@@ -310,36 +275,20 @@ class LiFlowTab:
         if choice is None:
             self.model_info.value = ""
             return
-        self.model_info.value = f"<small>{_escape(card_summary(choice.card))}</small>"
-        temps = card_temperatures(choice.card)
-        if temps and hasattr(self, "temperature"):
-            self.temperature.value = sorted(temps)[(len(temps) - 1) // 2]
+        self.model_info.value = f"<small>{escape(card_summary(choice.card))}</small>"
+        temperature = self._card_temperature()
+        if temperature is not None and hasattr(self, "temperature"):
+            self.temperature.value = temperature
         if hasattr(self, "n_steps"):
             self._on_steps(None)
         self._update_warnings()
 
-    def select_default_model(self) -> None:
-        """The checkpoint trained on the current material (else a multi-material one)."""
-        if self.choices and self.atoms is not None:
-            cards = [c.card for c in self.choices]
-            self.model.value = default_card_index(cards, self.atoms.info.get("material"))
-
-    def _run_temperatures(self) -> list[float]:
-        if getattr(self, "mode", None) is not None and self.mode.value == ARRHENIUS:
-            try:
-                return parse_temperatures(self.temperatures.value)
-            except ValueError:
-                return []
-        return [float(self.temperature.value)] if hasattr(self, "temperature") else []
-
     def _update_warnings(self, _change: Any = None) -> None:
         if not hasattr(self, "warnings") or self.choice is None:
             return
-        temps = self._run_temperatures()
-        self.warnings.value = _warning_html(model_warnings(self.choice.card, self.atoms, temps))
-        material = self.atoms.info.get("material") if self.atoms is not None else None
-        notes = [reference_note(material, t, self.reference_dir) for t in temps]
-        self.reference_info.value = f"<small>{'<br>'.join(map(_escape, notes))}</small>"
+        warnings, notes = self._warnings_and_notes()
+        self.warnings.value = warning_html(warnings)
+        self.reference_info.value = f"<small>{'<br>'.join(map(escape, notes))}</small>"
 
     # -- knobs -------------------------------------------------------------------------
     def _build_knobs(self) -> None:
@@ -400,194 +349,29 @@ class LiFlowTab:
         step_ps = self.choice.time_step_ps if self.choice is not None else 1.0
         self.steps_ps.value = steps_label(self.n_steps.value, step_ps)
 
-    def knobs(self) -> dict[str, Any]:
-        """The knob values as ``LiFlowSimulator.prepare`` names them (K, ints, floats)."""
-        return {
-            "temperature_K": float(self.temperature.value),
-            "prior_scale_li": float(self.prior_scale_li.value),
-            "prior_scale_frame": float(self.prior_scale_frame.value),
-            "corrector_strength": float(self.corrector_strength.value),
-            "flow_steps": int(self.flow_steps.value),
-            "seed": int(self.seed.value),
-            "device": self.device.value,
-        }
+    # -- run -------------------------------------------------------------------------
+    def _on_new_run(self, rollout: Rollout) -> None:
+        self.viewer.show_structure(self._start_replicas(rollout))
 
-    # -- run / stop --------------------------------------------------------------------
-    def _build_run(self) -> None:
-        self.run_button = w.Button(description="Run", button_style="success", icon="play")
-        self.stop_button = w.Button(
-            description="Stop", button_style="danger", icon="stop", disabled=True
-        )
-        self.progress = w.FloatProgress(value=0.0, min=0.0, max=1.0, description="progress")
-        self.progress_info = w.HTML()
-        self.run_button.on_click(lambda _: self.start())
-        self.stop_button.on_click(lambda _: self.stop())
-        self.run_box = w.HBox(
-            [self.run_button, self.stop_button, self.progress, self.progress_info]
-        )
-
-    @property
-    def running(self) -> bool:
-        return self._driver is not None and self._driver.is_alive()
-
-    def start(self) -> None:
-        """What Run does: check the inputs, then drive a Rollout from a background thread."""
-        if self.running:
-            self.message.value = _box("A rollout is already running; press Stop first.", "#1f77b4")
-            return
-        choice = self.choice
-        if choice is None or self.atoms is None:
-            self._show_error(ExplorerError("choose a material and a model first"))
-            return
-        arrhenius = self.mode.value == ARRHENIUS
-        try:
-            temps = parse_temperatures(self.temperatures.value) if arrhenius else None
-        except ValueError as exc:
-            self._show_error(ExplorerError(str(exc)))
-            return
-        knobs = self.knobs()
-        self._temperatures = temps or [knobs["temperature_K"]]
-        self.message.value = ""
-        self.timings = {"clicked": time.perf_counter()}
-        self.run_button.disabled, self.stop_button.disabled = True, False
-        self.progress.value, self.progress.bar_style = 0.0, "info"
-        self.progress_info.value = "loading the model…"
-        self._driver = threading.Thread(
-            target=self._drive,
-            args=(choice, self.atoms.copy(), knobs, temps),
-            name="accelmd-liflow-tab",
-            daemon=True,
-        )
-        self._driver.start()
-
-    def stop(self) -> None:
-        """What Stop does: the rollout ends after the step it is computing."""
-        if self.rollout is not None:
-            self.rollout.stop()
-            self.progress_info.value = "stopping after the current step…"
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the run (and its last figure update) is over; True if it is."""
-        if self._driver is None:
-            return True
-        self._driver.join(timeout)
-        return not self._driver.is_alive()
-
-    def _drive(
-        self, choice: ModelChoice, atoms: Atoms, knobs: dict, temps: list[float] | None
-    ) -> None:
-        try:
-            simulator, run_atoms, prepare_knobs = build_run(choice, atoms, knobs, temps)
-            metadata = {
-                "producer": "widgets.LiFlowTab",
-                "model": choice.card.get("name"),
-                "material": atoms.info.get("material"),
-                "supercell": list(atoms.info.get("supercell", (1, 1, 1))),
-                "temperature_K": knobs["temperature_K"] if not temps else list(temps),
-            }
-            rollout = Rollout(simulator, run_atoms, int(self.n_steps.value), prepare_knobs,
-                              metadata=metadata)  # fmt: skip
-        except Exception as exc:  # model loading / bad knobs: report, stay usable
-            self._finish_failed(exc)
-            return
-        self._n_atoms = len(atoms)
-        self._shown_frames = 0
-        self.analysis = self._new_analysis(atoms)
-        self.rollout = rollout
-        self.viewer.show_structure(atoms)
-        rollout.start()
-        wait = FIRST_FRAME_POLL_S
-        while True:
-            finished = rollout.join(timeout=wait)
-            started = time.perf_counter()
-            self.refresh()
-            cost = time.perf_counter() - started
-            if finished:
-                break
-            # Poll fast until the first frame is on screen, then throttle.
-            first_pending = self._shown_frames == 0
-            wait = FIRST_FRAME_POLL_S if first_pending else max(self.poll_interval_s, 5.0 * cost)
-        self._finish()
-
-    def _new_analysis(self, atoms: Atoms) -> LiveAnalysis:
-        temperature = self._display_temperature()
-        return LiveAnalysis(
-            temperature, atoms.info.get("material"), self.reference_dir, self.plane.value
-        )
-
-    def _display_temperature(self) -> float:
-        """The temperature whose replica the MSD/RDF/PMF views show (Arrhenius: chosen)."""
-        if len(self._temperatures) > 1 and self.replica.value in self._temperatures:
-            return float(self.replica.value)
-        return float(self._temperatures[-1])
-
-    def refresh(self) -> None:
-        """Pull new frames from the rollout into the progress bar, 3-D view and figures."""
-        rollout = self.rollout
-        if rollout is None:
-            return
-        with self._refresh_lock:
-            progress = rollout.progress()
-            self.progress.value = progress.fraction
-            self.progress_info.value = _escape(progress_text(progress))
-            new = rollout.frames_since(self._shown_frames)
-            if not new:
-                return
-            if self._shown_frames == 0:
-                self.timings.setdefault("first_frame", time.perf_counter())
-            self._shown_frames += len(new)
-            positions = [f.positions[: self._n_atoms] for f in new]
-            if self._shown_frames == len(new):  # the first frames of this run
-                self.viewer.set_frames(positions)
-            else:
-                self.viewer.append_frames(positions)
-            self._update_figures(rollout)
+    def _compute(self, rollout: Rollout, new: list[Frame], first: bool) -> None:
+        positions = [f.positions[: self._n_atoms] for f in new]
+        if first:
+            self.viewer.set_frames(positions)
+        else:
+            self.viewer.append_frames(positions)
+        self._update_figures(rollout)
 
     def _update_figures(self, rollout: Rollout) -> None:
-        traj = rollout.trajectory()
-        if len(self._temperatures) > 1:
-            replicas = split_replicas(traj, self._temperatures)
-            result = arrhenius_analysis(
-                replicas, self._temperatures, self.analysis.material, self.reference_dir
-            )
-            figures.sync_figure(self.figures["arrhenius"], result.figure())
-            traj = replicas[self._temperatures.index(self._display_temperature())]
-        else:
-            traj.metadata["temperature_K"] = self._temperatures[0]
-        analysis = self.analysis
-        analysis.update(traj, pmf=True)
-        fresh = analysis.figures(log_msd=self.log_msd.value)
-        for name, fig in fresh.items():
+        for name, fig in self._analyse(rollout).items():
             if name == "traces" and not self.show_traces.value:
                 continue
             figures.sync_figure(self.figures[name], fig)
-        self.summary.value = f"<b>{_escape(analysis.summary())}</b>"
-        if analysis.problems:
-            self.message.value = _warning_html(analysis.problems)
+        self.summary.value = f"<b>{escape(self.analysis.summary())}</b>"
+        if self.analysis.problems:
+            self.message.value = warning_html(self.analysis.problems)
 
-    def _finish(self) -> None:
-        rollout = self.rollout
-        self.run_button.disabled, self.stop_button.disabled = False, True
-        status = rollout.status if rollout is not None else FAILED
-        self.progress.bar_style = {DONE: "success", CANCELLED: "warning"}.get(status, "danger")
-        if status == FAILED and rollout is not None and rollout.error is not None:
-            kept = rollout.n_frames
-            self._show_error(
-                rollout.error, suffix=f" ({kept} frame{'s' if kept != 1 else ''} kept)"
-            )
-        elif status == CANCELLED:
-            self.message.value = _box(
-                f"Stopped after {rollout.n_frames - 1} steps; the frames are kept.", "#1f77b4"
-            )
-
-    def _finish_failed(self, exc: BaseException) -> None:
-        self.run_button.disabled, self.stop_button.disabled = False, True
-        self.progress.bar_style = "danger"
-        self.progress_info.value = "failed"
-        self._show_error(exc)
-
-    def _show_error(self, exc: BaseException, suffix: str = "") -> None:
-        self.message.value = _error_html(_describe(exc) + suffix)
+    def _show_error(self, exc: BaseException) -> None:
+        self._show(error_message(exc))
 
     # -- views -------------------------------------------------------------------------
     def _build_views(self) -> None:
@@ -654,9 +438,9 @@ class LiFlowTab:
             return
         if self.replica.value not in self._temperatures:
             return
-        self.analysis = self._new_analysis(self.rollout.atoms[: self._n_atoms])
-        if self.rollout.n_frames:
-            with self._refresh_lock:
+        with self._refresh_lock:
+            self.analysis = None  # the next update analyses the chosen replica
+            if self.rollout.n_frames:
                 self._update_figures(self.rollout)
 
     # -- export ------------------------------------------------------------------------
@@ -685,7 +469,7 @@ class LiFlowTab:
     def save_trajectory(self) -> list[Path]:
         """Write the frames so far (one file per temperature in Arrhenius mode)."""
         if self.rollout is None or self.rollout.n_frames == 0:
-            self.export_info.value = _error_html("nothing to save: run a rollout first")
+            self.export_info.value = error_html("nothing to save: run a rollout first")
             return []
         traj = self.rollout.trajectory()
         stem, suffix = self.export_path.value.strip() or "liflow_rollout", self.export_format.value
@@ -699,7 +483,7 @@ class LiFlowTab:
             else:
                 paths = [traj.save(stem + suffix)]
         except (ExplorerError, OSError) as exc:
-            self.export_info.value = _error_html(_describe(exc))
+            self.export_info.value = error_html(describe(exc))
             return []
         self.export_info.value = "saved " + ", ".join(str(p) for p in paths)
         return paths
@@ -710,6 +494,6 @@ class LiFlowTab:
         written, problems = figures.write_figures(self.figures, self.figures_dir.value, formats)
         text = f"saved {len(written)} files in {self.figures_dir.value}"
         if problems:
-            text += "<br>" + _escape("; ".join(problems))
+            text += "<br>" + escape("; ".join(problems))
         self.export_info.value = text
         return written

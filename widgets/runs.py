@@ -5,11 +5,14 @@ the demo model) into a simulator and the knobs its ``prepare`` takes. Arrhenius 
 runs several temperatures as one :class:`~explorer.session.Rollout` through
 :class:`ReplicaSimulator`: LiFlow's ``prepare_batch`` puts every replica in one graph
 (one forward pass per flow step for all temperatures); simulators without it are
-stepped replica after replica. No UI library is imported here.
+stepped replica after replica. :class:`LiFlowRun` is the half of the LiFlow tabs
+(Jupyter and Panel) that does not depend on the widget library. No UI library is
+imported here.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,13 +20,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import plotly.graph_objects as go
 from ase import Atoms
 from ase.units import kB
 
 from explorer.checkpoints import CHECKPOINT_DIR, list_checkpoints
-from explorer.session import Frame, Simulator
+from explorer.errors import ExplorerError
+from explorer.session import Frame, Rollout, Simulator
 from explorer.testing import BrownianSimulator
 from explorer.trajectory import Trajectory
+from widgets.helpers import (
+    card_temperatures,
+    default_card_index,
+    model_warnings,
+    parse_temperatures,
+    reference_note,
+)
+from widgets.live import LiveAnalysis, arrhenius_analysis
 
 #: The knobs of the LiFlow tab, as ``LiFlowSimulator.prepare`` names them.
 LIFLOW_KNOBS = (
@@ -35,6 +48,9 @@ LIFLOW_KNOBS = (
     "seed",
     "device",
 )
+
+#: The two run modes of the LiFlow tabs.
+SINGLE, ARRHENIUS = "single temperature", "Arrhenius (several T)"
 
 # Demo model: Li random walk with an Arrhenius D(T); numbers typical of a fast Li
 # conductor (D ≈ 1e-4 cm²/s at 1000 K, Ea = 0.2 eV), so the plots look familiar.
@@ -230,3 +246,142 @@ def build_run(
             replica.setdefault("device", knobs.get("device", "auto"))
     stacked = stack_replicas(atoms, len(temperatures_K))
     return ReplicaSimulator(simulator), stacked, {"replicas": replicas}
+
+
+def build_liflow_rollout(
+    choice: ModelChoice,
+    atoms: Atoms,
+    knobs: Mapping[str, Any],
+    temperatures_K: Sequence[float] | None,
+    n_steps: int,
+    producer: str = "widgets.LiFlowTab",
+) -> Rollout:
+    """An unstarted Rollout of ``choice`` on ``atoms``: one temperature, or replicas."""
+    simulator, run_atoms, prepare_knobs = build_run(choice, atoms, knobs, temperatures_K)
+    metadata = {
+        "producer": producer,
+        "model": choice.card.get("name"),
+        "material": atoms.info.get("material"),
+        "supercell": list(atoms.info.get("supercell", (1, 1, 1))),
+        "temperature_K": list(temperatures_K) if temperatures_K else knobs["temperature_K"],
+    }
+    return Rollout(simulator, run_atoms, n_steps, prepare_knobs, metadata=metadata)
+
+
+class LiFlowRun:
+    """The LiFlow tab apart from its widgets: knobs, temperatures, Rollout builder, analysis.
+
+    Mixed into :class:`widgets.liflow_tab.LiFlowTab` (Jupyter) and
+    :class:`widgets.app_liflow.LiFlowApp` (Panel), before their
+    :class:`~widgets.controller.RolloutController` base. The front-end provides
+    ``choices``, ``choice`` (None when there is none), ``atoms``, ``reference_dir`` and
+    the controls ``model`` (index into ``choices``), ``temperature``, ``prior_scale_li``,
+    ``prior_scale_frame``, ``corrector_strength``, ``flow_steps``, ``seed``, ``device``,
+    ``n_steps``, ``mode``, ``temperatures``, ``replica``, ``plane`` and ``log_msd``.
+
+    Attributes:
+        analysis: the live analysis of the shown replica (None until frames arrive).
+    """
+
+    producer = "widgets.LiFlowTab"
+
+    def _init_liflow(self, reference_dir: Path) -> None:
+        self.reference_dir = Path(reference_dir)
+        self.analysis: LiveAnalysis | None = None
+        self._temperatures: list[float] = []
+        self._n_atoms = 0
+
+    def knobs(self) -> dict[str, Any]:
+        """The knob values as ``LiFlowSimulator.prepare`` names them (K, ints, floats)."""
+        return {
+            "temperature_K": float(self.temperature.value),
+            "prior_scale_li": float(self.prior_scale_li.value),
+            "prior_scale_frame": float(self.prior_scale_frame.value),
+            "corrector_strength": float(self.corrector_strength.value),
+            "flow_steps": int(self.flow_steps.value),
+            "seed": int(self.seed.value),
+            "device": self.device.value,
+        }
+
+    def select_default_model(self) -> None:
+        """The checkpoint trained on the current material (else a multi-material one)."""
+        if self.choices and self.atoms is not None:
+            cards = [c.card for c in self.choices]
+            self.model.value = default_card_index(cards, self.atoms.info.get("material"))
+
+    def _card_temperature(self) -> float | None:
+        """The middle training temperature of the model: inside the range it knows."""
+        temps = card_temperatures(self.choice.card) if self.choice is not None else []
+        return sorted(temps)[(len(temps) - 1) // 2] if temps else None
+
+    def _run_temperatures(self) -> list[float]:
+        """The temperatures Run would simulate ([] while the Arrhenius list is invalid)."""
+        if getattr(self, "mode", None) is None:  # the knobs are not built yet
+            return []
+        if self.mode.value == ARRHENIUS:
+            try:
+                return parse_temperatures(self.temperatures.value)
+            except ValueError:
+                return []
+        return [float(self.temperature.value)]
+
+    def _warnings_and_notes(self) -> tuple[list[str], list[str]]:
+        """Why not to trust this (model, structure, T), and the reference MD per T."""
+        temps = self._run_temperatures()
+        material = self.atoms.info.get("material") if self.atoms is not None else None
+        warnings = model_warnings(self.choice.card, self.atoms, temps) if self.choice else []
+        return warnings, [reference_note(material, t, self.reference_dir) for t in temps]
+
+    def _make_builder(self) -> Callable[[], Rollout]:
+        choice = self.choice
+        if choice is None or self.atoms is None:
+            raise ExplorerError("choose a material and a model first")
+        temps = None
+        if self.mode.value == ARRHENIUS:
+            try:
+                temps = parse_temperatures(self.temperatures.value)
+            except ValueError as exc:
+                raise ExplorerError(str(exc)) from None
+        knobs = self.knobs()
+        self._temperatures = temps or [knobs["temperature_K"]]
+        return functools.partial(
+            build_liflow_rollout, choice, self.atoms.copy(), knobs, temps,
+            int(self.n_steps.value), self.producer,
+        )  # fmt: skip
+
+    def _start_replicas(self, rollout: Rollout) -> Atoms:
+        """Driver thread: forget the last run's analysis; the structure of one replica."""
+        self._n_atoms = len(rollout.atoms) // len(self._temperatures)
+        self.analysis = None
+        return rollout.atoms[: self._n_atoms]
+
+    def _display_temperature(self) -> float:
+        """The temperature whose replica the views show (Arrhenius: the chosen one)."""
+        if len(self._temperatures) > 1 and self.replica.value in self._temperatures:
+            return float(self.replica.value)
+        return float(self._temperatures[-1])
+
+    def _analyse(self, rollout: Rollout) -> dict[str, go.Figure]:
+        """Fresh ``msd``, ``rdf``, ``pmf`` and ``traces`` figures of the shown replica's
+        frames so far, and in Arrhenius mode the ``arrhenius`` figure of all replicas."""
+        if self.analysis is None:  # loads the reference MD (cached per process)
+            self.analysis = LiveAnalysis(
+                self._display_temperature(),
+                rollout.atoms.info.get("material"),
+                self.reference_dir,
+                self.plane.value,
+            )
+        traj = rollout.trajectory()
+        fresh: dict[str, go.Figure] = {}
+        if len(self._temperatures) > 1:
+            replicas = split_replicas(traj, self._temperatures)
+            result = arrhenius_analysis(
+                replicas, self._temperatures, self.analysis.material, self.reference_dir
+            )
+            fresh["arrhenius"] = result.figure()
+            traj = replicas[self._temperatures.index(self._display_temperature())]
+        else:
+            traj.metadata["temperature_K"] = self._temperatures[0]
+        self.analysis.update(traj, pmf=True)
+        fresh.update(self.analysis.figures(log_msd=self.log_msd.value))
+        return fresh
