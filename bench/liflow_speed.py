@@ -4,7 +4,7 @@ Usage::
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/liflow_speed.py [--material LGPS]
         [--supercell 2 2 1] [--steps 5] [--flow-steps 10] [--md-steps 10]
-        [--temperature 900] [--batch-steps 2] [--checkpoint NAME] [--no-md]
+        [--temperature 900] [--batch-steps 2] [--checkpoint NAME] [--no-md] [--compile]
 
 Prints, for one cell (LGPS 2×2×1 = 200 atoms by default):
 
@@ -19,6 +19,9 @@ Prints, for one cell (LGPS 2×2×1 = 200 atoms by default):
 * batched throughput: one ``prepare_batch`` of 4 copies of the cell at 600/800/1000/1200 K
   stepped ``--batch-steps`` times, against 4 sequential single rollouts of as many steps
   (target >= 2×).
+
+``--compile`` evaluates the networks through ``torch.compile`` (inductor); the compile
+time is spent in the untimed warm-up step and printed separately.
 
 Timing does not depend on the weights, so without ``--checkpoint`` the Propagator and
 Corrector are paper-size :class:`FlowModel` s (64 features, 20 RBF, 3 layers) with seeded
@@ -56,10 +59,12 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def build_simulator(checkpoint: str | None, device: str, seed: int) -> tuple[LiFlowSimulator, str]:
+def build_simulator(
+    checkpoint: str | None, device: str, seed: int, compile: bool = False
+) -> tuple[LiFlowSimulator, str]:
     """The simulator and a line describing its weights and clash check."""
     if checkpoint:
-        sim = LiFlowSimulator.from_checkpoint(checkpoint, device=device)
+        sim = LiFlowSimulator.from_checkpoint(checkpoint, device=device, compile=compile)
         return sim, (
             f"weights: checkpoint {sim.name!r}; clash check on "
             f"(min_distance_A = {sim.min_distance_A:g} Å)"
@@ -67,7 +72,7 @@ def build_simulator(checkpoint: str | None, device: str, seed: int) -> tuple[LiF
     torch.manual_seed(seed)
     config = FlowModelConfig()  # paper defaults: 64 features, 20 RBF, 3 layers
     propagator, corrector = FlowModel(config), FlowModel(config)
-    sim = LiFlowSimulator(propagator, corrector, min_distance_A=NO_CLASH_CHECK_A)
+    sim = LiFlowSimulator(propagator, corrector, min_distance_A=NO_CLASH_CHECK_A, compile=compile)
     n_params = sum(p.numel() for p in propagator.parameters())
     return sim, (
         f"weights: random init (seed {seed}), paper size ({config.num_features} features, "
@@ -101,7 +106,8 @@ def time_liflow(
     flow_steps: int,
     device: str,
 ) -> tuple[float, int]:
-    """Mean seconds per step over ``steps`` steps after one untimed warm-up step."""
+    """Mean seconds per step over ``steps`` steps after one untimed warm-up step, and the
+    warm-up's seconds (where ``torch.compile`` compiles)."""
     state = sim.prepare(
         atoms,
         temperature_K,
@@ -109,9 +115,11 @@ def time_liflow(
         flow_steps=flow_steps,
         device=device,
     )
-    state = sim.step(state)  # warm-up: allocator, graph code paths
+    start = time.perf_counter()
+    state = sim.step(state)  # warm-up: allocator, graph code paths, compiling
+    warmup = time.perf_counter() - start
     seconds, retries, _ = time_steps(sim, state, steps, device)
-    return seconds / steps, retries
+    return seconds / steps, retries, warmup
 
 
 def time_batched(
@@ -171,6 +179,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-md", action="store_true", help="skip the reference MD run")
+    parser.add_argument("--compile", action="store_true", help="run LiFlow via torch.compile")
     args = parser.parse_args()
     if min(args.steps, args.md_steps, args.batch_steps, args.flow_steps) < 1:
         parser.error("--steps, --md-steps, --batch-steps and --flow-steps must be >= 1")
@@ -189,19 +198,21 @@ def main() -> None:
         f"{len(unit)}-atom catalogue cell = {len(atoms)} atoms ({atoms.get_chemical_formula()})"
     )
 
-    sim, weights = build_simulator(args.checkpoint, device, args.seed)
+    sim, weights = build_simulator(args.checkpoint, device, args.seed, args.compile)
     print(weights)
     steps_per_ns = 1000.0 / sim.time_step_ps
     print(
         f"LiFlow: {args.temperature:g} K, {args.flow_steps} flow steps per module, "
         f"{sim.time_step_ps:g} ps per step, {args.steps} timed steps after 1 warm-up"
     )
-    pc_step, pc_retries = time_liflow(
+    pc_step, pc_retries, pc_warmup = time_liflow(
         sim, atoms, args.temperature, 1.0, args.steps, args.flow_steps, device
     )
-    p_step, p_retries = time_liflow(
+    p_step, p_retries, _ = time_liflow(
         sim, atoms, args.temperature, 0.0, args.steps, args.flow_steps, device
     )
+    mode = "torch.compile" if args.compile else "eager"
+    print(f"  {mode}; first (warm-up) step {pc_warmup:.1f} s, not timed")
     pc_ns, p_ns = pc_step * steps_per_ns, p_step * steps_per_ns
     print(
         f"  Propagator+Corrector: {pc_step:.4f} s/step, {pc_ns:.4g} s per simulated ns "

@@ -216,6 +216,12 @@ def _add_liflow_train(families: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--resume", action="store_true", help="continue from the saved state")
+    p.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="train through torch.compile (default: on for --bundle, off for --data)",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=_run_liflow_train)
 
@@ -240,6 +246,7 @@ def _run_liflow_train(args: argparse.Namespace) -> int:
         patience=args.patience or 10,
         seed=args.seed,
         device=args.device,
+        compile=bool(args.compile),
     )
     result = train(
         args.data,
@@ -273,6 +280,7 @@ def _run_liflow_bundle(args: argparse.Namespace) -> int:
         lr=args.lr,
         seed=args.seed,
         device=args.device,
+        compile=defaults.compile if args.compile is None else args.compile,
     )
     names = None if args.bundle == ["all"] else args.bundle
     out_dir = Path(args.out_dir) if args.out_dir else CHECKPOINT_DIR

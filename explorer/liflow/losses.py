@@ -28,6 +28,7 @@ unlearnable target. The Propagator's data displacements are used as recorded.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -177,13 +178,16 @@ def corrector_example(
     return _example(batch, x1 + eps, d0, -eps, generator)
 
 
-def flow_matching_loss(model: FlowModel, example: FlowExample) -> torch.Tensor:
+def flow_matching_loss(
+    model: FlowModel, example: FlowExample, forward: Callable[..., torch.Tensor] | None = None
+) -> torch.Tensor:
     """Eq. 2: mean over atoms of ``‖v_θ(d_t, t | x, T) − (d1 − d0)‖²`` (Å²).
 
-    The radius graph is built once on the conditioning positions.
+    The radius graph is built once on the conditioning positions. ``forward`` evaluates
+    the network in place of ``model`` (e.g. its compiled form, :mod:`explorer.nn.compiled`).
     """
     graph = model.build_graph(example.positions, example.cell, example.batch)
-    v = model(
+    v = (forward if forward is not None else model)(
         example.numbers,
         example.positions,
         example.d_t,

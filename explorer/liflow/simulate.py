@@ -29,9 +29,10 @@ knobs. Several structures (replicas, temperatures) can run in one graph with
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -55,9 +56,12 @@ from explorer.liflow.prior import (
     sample_prior,
 )
 from explorer.neighbors import PeriodicGraph, radius_graph
+from explorer.nn.compiled import maybe_compile
 from explorer.session import Frame
 
 __all__ = ["LiFlowSimulator", "LiFlowState", "integrate_flow"]
+
+_log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
@@ -72,22 +76,25 @@ def integrate_flow(
     flow_steps: int,
     batch: torch.Tensor | None = None,
     graph: PeriodicGraph | None = None,
+    forward: Callable[..., torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Generate one displacement (N, 3) in Å by Euler integration of a LiFlow flow.
 
     ``d_0 = σ ε`` (ε ~ N(0, I)), then for k = 0 … N−1 with t_k = k / N:
     ``d ← d + (1/N) · model(numbers, positions, d, cell, T, t_k, batch, graph)``.
     ``graph`` (the radius graph of ``positions``) is built once when absent and reused for
-    every flow step; ``std`` sets the dtype and device of the result.
+    every flow step; ``std`` sets the dtype and device of the result. ``forward``
+    evaluates the network in place of ``model`` (e.g. compiled, :mod:`explorer.nn.compiled`).
     """
     if flow_steps < 1:
         raise MDConfigError(f"flow_steps must be >= 1, got {flow_steps}")
     if graph is None:
         graph = radius_graph(positions, cell, model.config.cutoff, batch=batch)
+    net = forward if forward is not None else model
     d = sample_prior(std, generator)
     dt = 1.0 / flow_steps
     for k in range(flow_steps):
-        d = d + dt * model(numbers, positions, d, cell, temperature_K, k * dt, batch, graph)
+        d = d + dt * net(numbers, positions, d, cell, temperature_K, k * dt, batch, graph)
     return d
 
 
@@ -135,6 +142,10 @@ class LiFlowSimulator:
             warning); None skips the check.
         name: checkpoint name used in messages.
         max_step_A, min_distance_A, max_retries: divergence criteria (module doc).
+        compile: evaluate the networks through ``torch.compile`` (3.6× faster flow
+            steps for 800 atoms on one CPU core here, after about a minute of compiling
+            per module and graph size class: for long or benchmark runs, not the
+            interactive first frame).
     """
 
     def __init__(
@@ -151,9 +162,15 @@ class LiFlowSimulator:
         min_distance_A: float = 0.5,
         max_retries: int = 3,
         selector: PriorSelector | None = None,
+        compile: bool = False,
     ) -> None:
         self.propagator = propagator.eval()
         self.corrector = corrector.eval() if corrector is not None else None
+        # Keyed by id: the wrapper shares the module's parameters, so .to() moves both.
+        self._forwards = {
+            id(m): maybe_compile(m, compile, _log.info)
+            for m in filter(None, (self.propagator, self.corrector))
+        }
         self.prior = prior if prior is not None else PriorConfig()
         self.li_large, self.frame_large = bool(li_large), bool(frame_large)
         self.time_step_ps = float(time_step_ps)
@@ -166,7 +183,11 @@ class LiFlowSimulator:
 
     @classmethod
     def from_checkpoint(
-        cls, name_or_path: str | Path, device: str = "auto", directory: Path = CHECKPOINT_DIR
+        cls,
+        name_or_path: str | Path,
+        device: str = "auto",
+        directory: Path = CHECKPOINT_DIR,
+        compile: bool = False,
     ) -> LiFlowSimulator:
         """Build the models from a ``family: "liflow"`` card and load the weights (strict).
 
@@ -200,6 +221,7 @@ class LiFlowSimulator:
             training_temperatures_K=card.get("training_temperatures_K"),
             name=ckpt.name,
             selector=_build_selector(ckpt.name, card, ckpt.state_dicts.get("selector")),
+            compile=compile,
         )
 
     # -- protocol --------------------------------------------------------------------
@@ -356,7 +378,7 @@ class LiFlowSimulator:
         graph = model.build_graph(x, cell, state.batch, _graph_pbc(state))
         return integrate_flow(
             model, numbers, x, cell, temps, std, state.generator, state.flow_steps,
-            state.batch, graph,
+            state.batch, graph, self._forwards.get(id(model)),
         )  # fmt: skip
 
     def _rejection(self, state: LiFlowState, delta: torch.Tensor) -> str:

@@ -24,6 +24,7 @@ from explorer.testing import brownian_trajectory
 TINY = BundleSettings(
     features=8, layers=1, rbf=4, propagator_steps=4, corrector_steps=2, eval_every=2,
     patience=1, batch_size=2, eval_seeds=1, eval_steps=2, knob_seeds=1, device="cpu",
+    compile=False,
 )  # fmt: skip
 
 # Two toy "materials" of 6 Li + 6 S in a 7 Å box: A diffuses fast, B slowly.

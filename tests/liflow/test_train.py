@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -197,3 +199,26 @@ def test_trained_checkpoint_drives_a_rollout(tmp_path):
     )
     rollout.run()
     assert rollout.status == DONE and rollout.n_frames == 3
+
+
+def test_resume_may_switch_compile_on_but_not_what_is_learned(sources, tmp_path, monkeypatch):
+    half = tmp_path / "half.pt"
+    train(sources, config(max_steps=4), progress=False, state_path=half)
+    # Only how the run executes differs: resuming is allowed (torch.compile is stubbed
+    # to eager here; the real compiled path is checked in the slow test below).
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: module)
+    resumed = train(sources, config(max_steps=8, compile=True), progress=False, resume_from=half)
+    assert resumed.steps == 8
+    with pytest.raises(ValueError, match="batch_size"):
+        train(sources, config(batch_size=2), progress=False, resume_from=half)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("c++") is None, reason="torch.compile needs a C++ compiler")
+def test_compiled_training_follows_the_eager_run(sources):
+    eager = train(sources, config(max_steps=4), progress=False)
+    compiled = train(sources, config(max_steps=4, compile=True), progress=False)
+    # Fused kernels reorder float32 sums: equal to rounding, not bit for bit.
+    np.testing.assert_allclose(
+        np.array(compiled.history), np.array(eager.history), rtol=1e-3, atol=1e-6
+    )
