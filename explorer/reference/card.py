@@ -23,11 +23,16 @@ from explorer.reference.dataset import REFERENCE_DIR, REFERENCE_RUNS
 CARD_FILE = "README.md"
 PLOT_FILE = "arrhenius.png"
 LI = "Li"
+# Å². Thermal vibration alone keeps a lattice species' MSD at a few tenths of Å² even at
+# 1200 K (P in LGPS: 0.5 Å²); when even the least mobile non-Li species exceeds this, the
+# anion framework has melted or reorganised and Li transport there is liquid-like.
+FRAMEWORK_MOBILE_A2 = 1.0
 
 # Literature activation energies of Li diffusion (eV) for comparison, where known.
 LITERATURE_EA_EV = {
     "LGPS": (0.19, "AIMD, LiFlow paper Table (López et al. data), 0.192 eV"),
     "Li6PS5Cl": (0.2, "AIMD ~0.2 eV (de Klerk et al., Chem. Mater. 2016), ordered cell"),
+    "Li3PS4-beta": (0.36, "impedance, nanoporous β-Li3PS4, 0.356 eV (Liu et al., JACS 2013)"),
     "Li3N": (0.5, "tracer/NMR in-plane ~0.5 eV for vacancy migration (Alpen 1977)"),
 }
 
@@ -50,6 +55,12 @@ class TrajectoryRow:
     D_li_cm2_s: float | None
     D_li_std_cm2_s: float | None
     complete: bool = True
+    msd_framework_end_A2: float = 0.0
+
+    @property
+    def framework_intact(self) -> bool:
+        """Whether the least mobile non-Li species stayed on its sites (module constant)."""
+        return self.msd_framework_end_A2 <= FRAMEWORK_MOBILE_A2
 
 
 def trajectory_row(path: Path, split: str = "") -> TrajectoryRow:
@@ -83,6 +94,7 @@ def trajectory_row(path: Path, split: str = "") -> TrajectoryRow:
         D_li_std_cm2_s=d_std,
         # Files of other producers carry no status; only a running run is partial.
         complete=meta.get("status", "complete") != "running",
+        msd_framework_end_A2=min((curves.msd[s][-1] for s in frame_symbols), default=0.0),
     )
 
 
@@ -107,8 +119,8 @@ def arrhenius_by_material(rows: Sequence[TrajectoryRow]) -> dict[str, ArrheniusR
 def _format_table(rows: Sequence[TrajectoryRow]) -> list[str]:
     lines = [
         "| file | split | atoms | T (K) | ps | dt (fs) | frames | MLIP | "
-        "MSD_Li end (Å²) | D_Li (cm²/s) | MSD frame end (Å²) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "MSD_Li end (Å²) | D_Li (cm²/s) | MSD frame end (Å²) | framework |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         d = "n/a" if r.D_li_cm2_s is None else f"{r.D_li_cm2_s:.2e} ± {r.D_li_std_cm2_s:.1e}"
@@ -116,9 +128,24 @@ def _format_table(rows: Sequence[TrajectoryRow]) -> list[str]:
         lines.append(
             f"| {name} | {r.split} | {r.n_atoms} | {r.temperature_K:.0f} | "
             f"{r.production_ps:.2f} | {r.timestep_fs:g} | {r.n_frames} | {r.mlip} | "
-            f"{r.msd_li_end_A2:.3g} | {d} | {r.msd_frame_end_A2:.3g} |"
+            f"{r.msd_li_end_A2:.3g} | {d} | {r.msd_frame_end_A2:.3g} | "
+            f"{'intact' if r.framework_intact else 'mobile'} |"
         )
     return lines
+
+
+def _format_framework_note(rows: Sequence[TrajectoryRow]) -> list[str]:
+    mobile = [r for r in rows if not r.framework_intact]
+    intro = (
+        "Framework: *intact* when the least mobile non-Li species ends with an MSD ≤ "
+        f"{FRAMEWORK_MOBILE_A2:g} Å² (thermal vibration only); *mobile* when it exceeds that: "
+        "the anion framework melted or reorganised in CHGNet, and D_Li there describes a "
+        "liquid-like state, not lattice hopping."
+    )
+    if not mobile:
+        return [intro, "", "All frameworks stayed intact."]
+    listed = ", ".join(f"{r.file} ({r.msd_framework_end_A2:.2g} Å²)" for r in mobile)
+    return [intro, "", f"Mobile frameworks: {listed}."]
 
 
 def literature_verdict(fit: ArrheniusResult, literature_eV: float | None) -> str:
@@ -221,6 +248,8 @@ def write_card(directory: Path = REFERENCE_DIR) -> Path:
         *_format_table(rows),
         "",
         f"Not generated yet (no production frame): {', '.join(pending) or 'none'}.",
+        "",
+        *_format_framework_note(rows),
         "",
         "## Arrhenius fits of D_Li (training temperatures)",
         "",

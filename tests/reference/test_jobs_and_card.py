@@ -12,7 +12,12 @@ from explorer.cli import main
 from explorer.h5md import read_h5md, read_restart
 from explorer.materials import get_entry
 from explorer.reference import dataset
-from explorer.reference.card import arrhenius_by_material, trajectory_row, write_card
+from explorer.reference.card import (
+    FRAMEWORK_MOBILE_A2,
+    arrhenius_by_material,
+    trajectory_row,
+    write_card,
+)
 from explorer.testing import brownian_trajectory
 
 
@@ -235,3 +240,26 @@ def test_card_marks_running_runs_and_lists_pending_ones(tmp_path):
     assert arrhenius_by_material(rows) == {}  # one finished temperature: no fit
     card = write_card(tmp_path).read_text()
     assert "LGPS_800K.h5 (running)" in card and "Li3InCl6_600K.h5" in card.split("Not generated")[1]
+
+
+def test_card_flags_a_framework_whose_least_mobile_species_diffuses(tmp_path):
+    path = synthetic_reference(tmp_path, "LGPS", 1200.0, 0.5, seed=3)
+    traj = read_h5md(path)
+    frame = traj.numbers == 16
+    rng = np.random.default_rng(0)
+    # Half of the frame atoms become P and stay put, the S ones random-walk (D = 0.1 Å²/ps):
+    # one mobile species is not a melted framework, both mobile is.
+    traj.numbers[np.flatnonzero(frame)[:8]] = 15
+    walk = np.cumsum(rng.normal(scale=0.06, size=(traj.n_frames, int(frame.sum()), 3)), axis=0)
+    sulfur = traj.numbers == 16
+    traj.positions[:, sulfur] += walk[:, :8] - walk[0, :8]
+    traj.save(path)
+    row = trajectory_row(path, "train")
+    assert row.framework_intact and row.msd_framework_end_A2 == pytest.approx(0.0, abs=1e-9)
+    phosphorus = traj.numbers == 15
+    traj.positions[:, phosphorus] += walk[:, 8:] - walk[0, 8:]
+    traj.save(path)
+    row = trajectory_row(path, "train")
+    assert not row.framework_intact and row.msd_framework_end_A2 > FRAMEWORK_MOBILE_A2
+    card = write_card(tmp_path).read_text()
+    assert "| mobile |" in card and "Mobile frameworks: LGPS_1200K.h5" in card
