@@ -293,6 +293,8 @@ def unwrap_positions(
         raise TrajectoryError(f"positions must be (frames, atoms, 3); got {positions.shape}")
     cell = np.asarray(cell, dtype=np.float64)
     pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
+    if not pbc.any():  # an isolated molecule or polymer: nothing wraps (and no cell)
+        return positions.copy()
     frac = positions @ np.linalg.inv(cell)
     steps = np.diff(frac, axis=0)
     steps[..., pbc] -= np.round(steps[..., pbc])

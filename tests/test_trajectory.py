@@ -65,6 +65,13 @@ def test_wrap_then_unwrap_recovers_small_steps():
     )
 
 
+def test_unwrap_without_periodicity_keeps_positions_even_without_a_cell():
+    positions = np.random.default_rng(3).normal(scale=20.0, size=(4, 5, 3))
+    back = unwrap_positions(positions, np.zeros((3, 3)), pbc=False)
+    np.testing.assert_array_equal(back, positions)
+    assert back is not positions
+
+
 def test_h5md_round_trip(tmp_path):
     traj = random_trajectory(np.random.default_rng(2))
     path = write_h5md(traj, tmp_path / "t.h5")

@@ -22,6 +22,7 @@ import plotly.graph_objects as go
 from explorer.checkpoints import CHECKPOINT_DIR, card_headline
 from explorer.session import Frame, Rollout
 from widgets import figures
+from widgets.app_downloads import PanelDownloads
 from widgets.app_run import PanelRolloutTab, note_html, plotly_pane
 from widgets.app_sessions import SLOTS, RolloutSlots
 from widgets.family_runs import (
@@ -37,7 +38,7 @@ from widgets.family_runs import (
 )
 
 
-class CGApp(CGRun, PanelRolloutTab):
+class CGApp(CGRun, PanelDownloads, PanelRolloutTab):
     """Checkpoint, polymer, refinement, steps, seed; Run/Stop; live R_g², R(s), contacts,
     beads.
 
@@ -71,6 +72,7 @@ class CGApp(CGRun, PanelRolloutTab):
         self._build_run(slots, poll_interval_s)
         self._build_controls()
         self._build_views()
+        self._build_downloads()
         self.layout = self._page("CG polymers: learned coarse-grained steps", "accelmd-cg")
         self._on_checkpoint()
 

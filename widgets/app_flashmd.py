@@ -24,6 +24,7 @@ import plotly.graph_objects as go
 from explorer.checkpoints import CHECKPOINT_DIR, card_headline
 from explorer.session import Frame, Rollout
 from widgets import figures
+from widgets.app_downloads import PanelDownloads
 from widgets.app_run import PanelRolloutTab, note_html, plotly_pane
 from widgets.app_sessions import SLOTS, RolloutSlots
 from widgets.family_runs import (
@@ -41,7 +42,7 @@ from widgets.family_runs import (
 from widgets.view3d import TrajectoryView3D
 
 
-class FlashMDApp(FlashMDRun, PanelRolloutTab):
+class FlashMDApp(FlashMDRun, PanelDownloads, PanelRolloutTab):
     """System, start, checkpoint (stride), thermostat and filters; Run/Stop; live views.
 
     Args:
@@ -71,6 +72,7 @@ class FlashMDApp(FlashMDRun, PanelRolloutTab):
         self._build_run(slots, poll_interval_s)
         self._build_controls()
         self._build_views()
+        self._build_downloads()
         self.layout = self._page("FlashMD: one model call per long stride", "accelmd-flashmd")
         self._on_system()
 

@@ -17,11 +17,7 @@ fresh figures off the server's event loop; the page gets them through
 from __future__ import annotations
 
 import html
-import io
 import logging
-import tempfile
-import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +30,9 @@ from explorer.errors import ExplorerError
 from explorer.materials import list_materials, load_material
 from explorer.reference.dataset import REFERENCE_DIR
 from explorer.session import Frame, Rollout
+from explorer.trajectory import Trajectory
 from widgets import figures
+from widgets.app_downloads import PanelDownloads
 from widgets.app_run import (
     PanelRolloutTab,
     info_html,
@@ -74,10 +72,9 @@ DEFAULT_MATERIAL = "LGPS"
 DEFAULT_TEMPERATURE_K = 800.0
 DEFAULT_STEPS = 50
 FIGURES = ("msd", "rdf", "pmf", "arrhenius")
-TRAJECTORY_FORMATS = {"H5MD (.h5)": ".h5", "extended XYZ (.extxyz)": ".extxyz"}
 
 
-class LiFlowApp(LiFlowRun, PanelRolloutTab):
+class LiFlowApp(LiFlowRun, PanelDownloads, PanelRolloutTab):
     """Material, model, knobs, Run/Stop, live views and downloads for one browser session.
 
     Args:
@@ -423,72 +420,13 @@ class LiFlowApp(LiFlowRun, PanelRolloutTab):
         self._show_summary(self._summary_text())
 
     # -- downloads ---------------------------------------------------------------------
-    def _build_downloads(self) -> None:
-        self.trajectory_format = pn.widgets.Select(
-            label="trajectory format", options=TRAJECTORY_FORMATS, value=".h5", width=180
-        )
-        self.trajectory_download = pn.widgets.FileDownload(
-            callback=self._trajectory_file, filename="liflow_rollout.h5",
-            label="Download trajectory", color="primary", disabled=True, width=220,
-            css_classes=["accelmd-download-trajectory"],
-        )  # fmt: skip
-        self.figures_download = pn.widgets.FileDownload(
-            callback=self._figures_file, filename="liflow_figures.zip",
-            label="Download figures (HTML, zip)", color="primary", disabled=True, width=260,
-            css_classes=["accelmd-download-figures"],
-        )  # fmt: skip
-        self.trajectory_format.param.watch(lambda _: self._update_downloads(), "value")
-        self.download_box = pn.Row(
-            self.trajectory_format, self.trajectory_download, self.figures_download
-        )
-
-    def _update_downloads(self) -> None:
-        has_frames = self.rollout is not None and self.rollout.n_frames > 0
-        several = len(self._temperatures) > 1
-        suffix = ".zip" if several else self.trajectory_format.value
-        self.trajectory_download.param.update(
-            filename=f"liflow_rollout{suffix}", disabled=not has_frames
-        )
-        self.figures_download.disabled = not has_frames
-
-    def trajectory_bytes(self) -> bytes:
-        """The frames so far as H5MD/extxyz bytes (a zip, one file per T, in Arrhenius mode)."""
-        if self.rollout is None or self.rollout.n_frames == 0:
-            raise ExplorerError("nothing to download: run a rollout first")
-        traj, suffix = self.rollout.trajectory(), self.trajectory_format.value
-        with tempfile.TemporaryDirectory(prefix="accelmd-download-") as tmp:
-            if len(self._temperatures) > 1:
-                parts = split_replicas(traj, self._temperatures)
-                buffer = io.BytesIO()
-                with zipfile.ZipFile(buffer, "w") as archive:
-                    for part, t in zip(parts, self._temperatures, strict=True):
-                        path = part.save(Path(tmp) / f"liflow_rollout_{t:g}K{suffix}")
-                        archive.write(path, path.name)
-                return buffer.getvalue()
-            return traj.save(Path(tmp) / f"liflow_rollout{suffix}").read_bytes()
-
-    def figures_bytes(self) -> bytes:
-        """Every figure as self-contained HTML (plotly.js inside), zipped."""
-        with tempfile.TemporaryDirectory(prefix="accelmd-figures-") as tmp:
-            written, problems = figures.write_figures(self.figures, tmp, ("html",))
-            if problems:
-                raise ExplorerError("; ".join(problems))
-            buffer = io.BytesIO()
-            with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-                for path in written:
-                    archive.write(path, path.name)
-            return buffer.getvalue()
-
-    def _trajectory_file(self) -> io.BytesIO:
-        return self._download(self.trajectory_bytes)
-
-    def _figures_file(self) -> io.BytesIO:
-        return self._download(self.figures_bytes)
-
-    def _download(self, make: Callable[[], bytes]) -> io.BytesIO:
-        try:
-            return io.BytesIO(make())
-        except (ExplorerError, OSError) as exc:
-            log.warning("download failed: %s", exc)
-            self._show_error(exc)
-            return io.BytesIO(b"")
+    def trajectory_parts(self) -> list[tuple[str, Trajectory]]:
+        """One file per temperature in Arrhenius mode (the replicas split apart)."""
+        traj = self.rollout.trajectory()  # type: ignore[union-attr]
+        if len(self._temperatures) > 1:
+            parts = split_replicas(traj, self._temperatures)
+            return [
+                (f"liflow_rollout_{t:g}K", part)
+                for part, t in zip(parts, self._temperatures, strict=True)
+            ]
+        return [("liflow_rollout", traj)]

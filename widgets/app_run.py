@@ -115,6 +115,8 @@ class PanelRolloutTab(RolloutController):
     def _page(self, title: str, css: str) -> pn.Column:
         """Title, controls, the Run/Stop row, message, summary and views, top to bottom."""
         parts = [self.control_box, self.run_box, self.message, self.summary, self.views]
+        if hasattr(self, "download_box"):  # tabs with widgets.app_downloads.PanelDownloads
+            parts.append(self.download_box)
         heading = pn.pane.Markdown(f"### {title}")
         return pn.Column(heading, *parts, sizing_mode="stretch_width", css_classes=[css])
 

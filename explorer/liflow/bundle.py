@@ -341,18 +341,20 @@ def build_bundle(
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     files = split_files("train", plan.materials, reference_dir, runs)
-    all_training = split_files("train", None, reference_dir, runs)
-    heldout = split_files("heldout", None, reference_dir, runs)
     choices = prior_choices_from_references(files)
     elements = sorted({int(z) for p in files for z in read_h5md(p, slice(0, 1)).numbers})
-    selector, selector_report = _selector(work_dir, all_training, heldout, settings.seed, log)
 
+    # The modules learn from the training split only, so they train (and are kept in
+    # work_dir) even while held-out reference MD is still being generated.
     modules, cards = {}, {}
     for kind in ("propagator", "corrector"):
         config = settings.train_config(kind, elements, choices)
         modules[kind], cards[kind] = _train_module(
             kind, plan.name, files, config, work_dir, progress, log
         )
+    all_training = split_files("train", None, reference_dir, runs)
+    heldout = split_files("heldout", None, reference_dir, runs)
+    selector, selector_report = _selector(work_dir, all_training, heldout, settings.seed, log)
     temperatures = sorted(
         {float(read_h5md(p, slice(0, 1)).metadata["temperature_K"]) for p in files}
     )
@@ -413,7 +415,9 @@ def evaluate_bundle(
     """Evaluation, held-out evaluation and knob study of a combined checkpoint (in its card)."""
     from explorer.liflow.simulate import LiFlowSimulator
 
-    simulator = LiFlowSimulator.from_checkpoint(card_path, device=settings.device)
+    simulator = LiFlowSimulator.from_checkpoint(
+        card_path, device=settings.device, compile=settings.compile
+    )
     files = split_files("train", plan.materials, reference_dir, runs)
     results: dict[str, Any] = {}
     start = time.perf_counter()

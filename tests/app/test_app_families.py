@@ -8,6 +8,7 @@ skipped without them); rollouts are a few strides or CG steps, well under a seco
 from __future__ import annotations
 
 import shutil
+import zipfile
 import time
 
 import pytest
@@ -19,7 +20,7 @@ from widgets.app_flashmd import FlashMDApp
 from widgets.app_sessions import RolloutSlots
 from widgets.family_runs import polymer_dir_default, reference_path
 
-TIMEOUT_S = 12.0
+TIMEOUT_S = 30.0  # generous: CI runs two xdist workers on two cores
 ARGON = "flashmd_argon_128fs"
 CG = "cg-polymers"
 
@@ -209,3 +210,44 @@ def test_cg_without_checkpoint_says_so(tmp_path):
     assert tab.checkpoint.value is None and "No CG checkpoint" in tab.card_info.object
     tab.run_button.clicks += 1
     assert "no CG checkpoint" in tab.message.object and not tab.running
+
+
+def check_downloads(tab, tmp_path, figure_names: list[str]) -> None:
+    """Trajectory (H5MD and extxyz) and figure downloads hold the rollout's frames."""
+    from explorer.h5md import read_h5md
+    from explorer.trajectory import load_trajectory
+
+    for suffix, reader in ((".h5", read_h5md), (".extxyz", load_trajectory)):
+        tab.trajectory_format.value = suffix
+        assert tab.trajectory_download.filename == f"{tab.name}_rollout{suffix}"
+        path = tmp_path / f"download{suffix}"
+        path.write_bytes(tab._trajectory_file().getvalue())
+        traj = reader(path)
+        assert traj.n_frames == tab.rollout.n_frames
+        assert traj.n_atoms == tab.rollout.trajectory().n_atoms
+    with zipfile.ZipFile(tab._figures_file()) as archive:
+        assert sorted(archive.namelist()) == sorted(f"{n}.html" for n in figure_names)
+
+
+def test_downloads_before_a_run_are_disabled_and_say_why():
+    for tab in (flashmd(), cg()):
+        assert tab.trajectory_download.disabled and tab.figures_download.disabled
+        assert tab._trajectory_file().getvalue() == b""
+        assert "run a rollout first" in tab.message.object
+
+
+@needs_flashmd
+def test_flashmd_trajectory_and_figure_downloads(tmp_path):
+    tab = flashmd()
+    run(tab, 3)
+    assert not tab.trajectory_download.disabled and not tab.figures_download.disabled
+    check_downloads(tab, tmp_path, list(tab.figures))
+
+
+@needs_cg
+def test_cg_trajectory_and_figure_downloads(tmp_path):
+    tab = cg()
+    tab.langevin_steps.value = 2
+    run(tab, 3)
+    assert not tab.trajectory_download.disabled
+    check_downloads(tab, tmp_path, list(tab.figures))

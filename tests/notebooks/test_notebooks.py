@@ -16,6 +16,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
 CASES = [
     pytest.param("00_quickstart", marks=pytest.mark.slow),
+    pytest.param("01_liflow_solid_electrolytes", marks=pytest.mark.slow),
     pytest.param("02_flashmd_long_strides", marks=pytest.mark.slow),
     "03_cg_polymers",
     "04_train_your_own_liflow",
@@ -60,8 +61,9 @@ def test_notebook_executes(name, monkeypatch):
 
 def test_notebooks_are_jupytext_percent_files():
     jupytext = pytest.importorskip("jupytext")
-    for name in ("02_flashmd_long_strides", "03_cg_polymers", "04_train_your_own_liflow",
-                 "05_exercises"):  # fmt: skip
+    names = ("01_liflow_solid_electrolytes", "02_flashmd_long_strides", "03_cg_polymers",
+             "04_train_your_own_liflow", "05_exercises")  # fmt: skip
+    for name in names:
         path = NOTEBOOKS / f"{name}.py"
         text = path.read_text()
         assert "format_name: percent" in text, name
