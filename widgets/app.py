@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,45 +60,99 @@ def _serve_css_locally() -> None:
     doc._template_variables.setdefault("dist_url", get_dist_path())
 
 
+class LazyTab:
+    """A tab whose app is built the first time it is shown (or asked for).
+
+    Building the FlashMD and CG tabs (their plotly figures above all) is most of the
+    time a new session spends before its page can be sent, and most visitors start in
+    the LiFlow tab; so those two are built on first view. ``container`` is what the tab
+    holds: a note until then, the app's layout after.
+    """
+
+    def __init__(self, build: Callable[[], Any], what: str) -> None:
+        self._build = build
+        self._app: Any = None
+        self._lock = threading.Lock()
+        self.container = pn.Column(
+            pn.pane.Markdown(f"*Loading the {what} tab…*"), sizing_mode="stretch_width"
+        )
+
+    @property
+    def built(self) -> bool:
+        return self._app is not None
+
+    def get(self) -> Any:
+        """The tab's app, built now if it was not yet."""
+        with self._lock:
+            if self._app is None:
+                self._app = self._build()
+                self.container.objects = [self._app.layout]
+        return self._app
+
+    def close(self) -> None:
+        if self._app is not None:
+            self._app.close()
+
+
+class ExplorerPage(pn.Column):
+    """The page of one session; ``liflow``, ``flashmd`` and ``cg`` are its tab apps
+    (the last two built on first access, see :class:`LazyTab`)."""
+
+    @property
+    def flashmd(self) -> FlashMDApp:
+        return self._lazy["flashmd"].get()
+
+    @property
+    def cg(self) -> CGApp:
+        return self._lazy["cg"].get()
+
+
 def create_app(
     *,
     flashmd_options: dict[str, Any] | None = None,
     cg_options: dict[str, Any] | None = None,
     **liflow_kwargs: Any,
-) -> pn.Column:
+) -> ExplorerPage:
     """One session's page: title, the LiFlow, FlashMD and CG-polymer tabs.
 
     ``liflow_kwargs`` go to :class:`LiFlowApp` (tests pass model choices and slots),
     ``flashmd_options`` to :class:`FlashMDApp` and ``cg_options`` to :class:`CGApp`;
     the three share the ``slots`` given to LiFlow unless told otherwise. The tab objects
-    are reachable as ``page.liflow``, ``page.flashmd`` and ``page.cg``.
+    are reachable as ``page.liflow``, ``page.flashmd`` and ``page.cg``; the FlashMD and
+    CG tabs are built when first shown or first reached that way.
     """
     _serve_css_locally()
     slots = liflow_kwargs.get("slots", SLOTS)
     liflow = LiFlowApp(**liflow_kwargs)
-    flashmd = FlashMDApp(**{"slots": slots, **(flashmd_options or {})})
-    cg = CGApp(**{"slots": slots, **(cg_options or {})})
+    lazy = {
+        "flashmd": LazyTab(
+            lambda: FlashMDApp(**{"slots": slots, **(flashmd_options or {})}), "FlashMD"
+        ),
+        "cg": LazyTab(lambda: CGApp(**{"slots": slots, **(cg_options or {})}), "CG simulator"),
+    }
     tabs = pn.Tabs(
         ("LiFlow", liflow.layout),
-        ("FlashMD", flashmd.layout),
-        ("CG simulator", cg.layout),
+        ("FlashMD", lazy["flashmd"].container),
+        ("CG simulator", lazy["cg"].container),
         sizing_mode="stretch_width",
         dynamic=True,
         css_classes=["accelmd-tabs"],
     )
-    page = pn.Column(
+    by_index = {1: lazy["flashmd"], 2: lazy["cg"]}
+    tabs.param.watch(lambda event: by_index[event.new].get() if event.new in by_index else None,
+                     "active")  # fmt: skip
+    page = ExplorerPage(
         pn.pane.Markdown(f"# {TITLE}\n{INTRO}"),
         tabs,
         sizing_mode="stretch_width",
         css_classes=["accelmd-app"],
     )
     page.liflow = liflow  # type: ignore[attr-defined]  # handles for tests and scripts
-    page.flashmd = flashmd  # type: ignore[attr-defined]
-    page.cg = cg  # type: ignore[attr-defined]
+    page._lazy = lazy  # type: ignore[attr-defined]
     if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
         # A bound method, not a module-level function: bokeh clears this script's module
         # globals when the session ends, before the callback runs.
-        closers = (liflow.close, flashmd.close, cg.close)
+        closers = (liflow.close, lazy["flashmd"].close, lazy["cg"].close)
         pn.state.on_session_destroyed(lambda _context: [close() for close in closers])
     return page
 

@@ -73,7 +73,9 @@ def test_page_opens_on_lgps_with_the_demo_model_and_a_visible_note(tmp_path):
     assert app.view3d.n_frames == 1  # the structure is drawn before any run
     tabs = page[1]
     assert [name for name in tabs._names] == ["LiFlow", "FlashMD", "CG simulator"]
-    assert tabs[1] is page.flashmd.layout and tabs[2] is page.cg.layout
+    assert not page._lazy["flashmd"].built and not page._lazy["cg"].built  # built on view
+    flashmd, cg = page.flashmd, page.cg  # reaching them builds them
+    assert tabs[1].objects[0] is flashmd.layout and tabs[2].objects[0] is cg.layout
 
 
 def test_run_fills_progress_figures_view_and_summary(tmp_path):

@@ -8,8 +8,8 @@ skipped without them); rollouts are a few strides or CG steps, well under a seco
 from __future__ import annotations
 
 import shutil
-import zipfile
 import time
+import zipfile
 
 import pytest
 
@@ -66,8 +66,22 @@ def test_page_holds_the_three_tabs_sharing_the_slots(tmp_path):
     page = create_app(checkpoint_dir=tmp_path, slots=slots)
     tabs = page[1]
     assert list(tabs._names) == ["LiFlow", "FlashMD", "CG simulator"]
-    assert tabs[1] is page.flashmd.layout and tabs[2] is page.cg.layout
+    assert not page._lazy["flashmd"].built and not page._lazy["cg"].built  # built on view
+    flashmd, cg = page.flashmd, page.cg  # reaching them builds them
+    assert tabs[1].objects[0] is flashmd.layout and tabs[2].objects[0] is cg.layout
     assert page.flashmd.slots is slots and page.cg.slots is slots
+
+
+def test_showing_a_tab_builds_it_once(tmp_path):
+    page = create_app(checkpoint_dir=tmp_path, slots=RolloutSlots(1))
+    tabs = page[1]
+    assert "Loading" in tabs[1][0].object and not page._lazy["flashmd"].built
+    tabs.active = 1
+    assert page._lazy["flashmd"].built and not page._lazy["cg"].built
+    built = page.flashmd
+    tabs.active = 0
+    tabs.active = 1
+    assert page.flashmd is built and tabs[1].objects[0] is built.layout
 
 
 @needs_flashmd
