@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from explorer.checkpoints import load_checkpoint, read_card
+from explorer.h5md import H5MDWriter
 from explorer.liflow.bundle import (
     BundleError,
     BundlePlan,
@@ -73,6 +74,11 @@ def test_split_files_refuses_missing_and_unfinished_runs(references, tmp_path):
     running.save(tmp_path / "toyB_800K.h5")
     with pytest.raises(BundleError, match=r"toyB_800K\.h5"):
         split_files("train", ("toyB",), tmp_path, RUNS)
+    # A run still equilibrating has written its file but no frame yet.
+    path = tmp_path / "toyB_900K.h5"
+    H5MDWriter(path, [3, 3], np.eye(3) * 9, metadata={"status": "running"}).close()
+    with pytest.raises(BundleError, match=r"toyB_900K\.h5"):
+        split_files("heldout", None, tmp_path, RUNS)
 
 
 def test_prior_labels_follow_each_reference_msd(references):
