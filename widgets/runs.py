@@ -99,9 +99,10 @@ class ModelChoice:
                 elif self.is_demo:
                     self._cache[device] = BrownianSimulator(delay_s=self.delay_s)
                 else:
-                    from explorer.liflow.simulate import LiFlowSimulator
-
-                    self._cache[device] = LiFlowSimulator.from_checkpoint(self.path, device=device)
+                    path = Path(self.path)  # type: ignore[arg-type]
+                    self._cache[device] = shared_liflow_simulator(
+                        str(path.resolve()), path.stat().st_mtime_ns, device
+                    )
             return self._cache[device]
 
     def prepare_knobs(self, knobs: Mapping[str, Any]) -> dict[str, Any]:
@@ -130,6 +131,20 @@ def demo_choice(delay_s: float = 0.05) -> ModelChoice:
         ),
     }
     return ModelChoice("demo: Li random walk (not a trained model)", card, delay_s=delay_s)
+
+
+@functools.lru_cache(maxsize=8)
+def shared_liflow_simulator(path: str, mtime_ns: int, device: str) -> Simulator:
+    """A checkpoint's simulator, loaded once per server process and shared by sessions.
+
+    Rollout state lives in each rollout's ``LiFlowState``, never in the simulator, and
+    the networks are only evaluated, so concurrent sessions may share one. The file's
+    modification time is part of the key: a retrained checkpoint is loaded afresh.
+    """
+    from explorer.liflow.simulate import LiFlowSimulator
+
+    del mtime_ns  # only a cache key
+    return LiFlowSimulator.from_checkpoint(path, device=device)
 
 
 def liflow_choices(directory: Path = CHECKPOINT_DIR) -> list[ModelChoice]:

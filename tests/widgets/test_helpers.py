@@ -137,3 +137,28 @@ def test_progress_text_and_temperatures():
 def test_demo_diffusivity_is_arrhenius():
     assert demo_diffusivity(1000.0) == pytest.approx(0.5)
     assert demo_diffusivity(600.0) < demo_diffusivity(800.0) < demo_diffusivity(1000.0)
+
+
+def test_sessions_share_one_loaded_checkpoint_until_it_changes(tmp_path, monkeypatch):
+    import os
+
+    from explorer.liflow.simulate import LiFlowSimulator
+    from widgets.runs import ModelChoice, shared_liflow_simulator
+
+    loads = []
+    monkeypatch.setattr(
+        LiFlowSimulator,
+        "from_checkpoint",
+        classmethod(lambda cls, p, device: loads.append(p) or object()),
+    )
+    shared_liflow_simulator.cache_clear()
+    path = tmp_path / "m.json"
+    path.write_text("{}")
+    card = {"name": "m", "family": "liflow"}
+    first, second = ModelChoice("m", card, path=path), ModelChoice("m", card, path=path)
+    assert first.simulator("cpu") is second.simulator("cpu")  # two sessions, one load
+    assert len(loads) == 1
+    os.utime(path, ns=(0, path.stat().st_mtime_ns + 10**9))  # the checkpoint is rewritten
+    assert ModelChoice("m", card, path=path).simulator("cpu") is not first.simulator("cpu")
+    assert len(loads) == 2
+    shared_liflow_simulator.cache_clear()
