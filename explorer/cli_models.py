@@ -37,6 +37,11 @@ def add_model_commands(subparsers: argparse._SubParsersAction) -> None:
     add_cg_eval(families)
     listing = subparsers.add_parser("checkpoints", help="list bundled checkpoints")
     listing.add_argument("--json", action="store_true")
+    listing.add_argument(
+        "--report",
+        metavar="FILE.md",
+        help="write the Markdown report of the LiFlow checkpoints (evaluation tables) there",
+    )
     listing.set_defaults(handler=_run_checkpoints)
 
 
@@ -310,6 +315,14 @@ def _run_checkpoints(args: argparse.Namespace) -> int:
     from explorer.checkpoints import card_headline, list_checkpoints
 
     cards = list_checkpoints()
+    if args.report:
+        from explorer.liflow.report import liflow_report
+
+        Path(args.report).write_text(liflow_report(cards))
+        print(
+            f"{args.report}: {sum(c.get('family') == 'liflow' for c in cards)} LiFlow checkpoints"
+        )
+        return 0
     if args.json:
         print(json.dumps(cards, indent=2))
         return 0

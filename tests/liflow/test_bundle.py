@@ -163,3 +163,32 @@ def test_rebuilding_reuses_trained_modules(built, references):
     after = load_checkpoint(card_path).state_dicts["propagator"]
     for key, value in before.items():
         assert np.array_equal(value.numpy(), after[key].numpy())
+
+
+def test_report_tables_the_card_with_targets_and_verdicts(built):
+    from explorer.liflow.report import liflow_report, metric_rows
+
+    _, card_path, _, _ = built
+    card = read_card(card_path)
+    text = liflow_report([card, {"family": "flashmd", "name": "other"}])
+    assert "## liflow_toy" in text and "other" not in text
+    assert "Evaluation on the training materials" in text
+    assert "Evaluation on held-out materials/temperatures" in text
+    assert "**Knob study** (LGPS):" in text and text.count("| 0.5 |") >= 3
+    assert "toyA_600K" not in text  # file names stay in the card; the report counts them
+    summary = card["evaluation"]["summary"]
+    rows = {label: (value, verdict) for label, value, _, verdict in metric_rows(summary)}
+    mae = summary["mae_log10_msd_li"]
+    assert rows["log10 MSD_Li MAE"] == (f"{mae:.3f}", "meets" if mae <= 0.3 else "misses")
+
+
+def test_report_marks_misses_and_undefined_metrics():
+    from explorer.liflow.report import metric_rows
+
+    rows = metric_rows({"mae_log10_msd_li": 0.5, "spearman_li": None, "rdf_mae": 0.01,
+                        "stable_fraction": 0.75})  # fmt: skip
+    by = {label: (value, verdict) for label, value, _, verdict in rows}
+    assert by["log10 MSD_Li MAE"] == ("0.500", "misses")
+    assert by["Spearman ρ (Li)"] == ("n/a", "")
+    assert by["RDF MAE"] == ("0.010", "meets")
+    assert by["stable rollouts"] == ("75 %", "misses")
