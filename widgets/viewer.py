@@ -30,7 +30,10 @@ from explorer.trajectory import wrap_positions
 
 #: Li drawn large and in one bright colour; the frame as small ball-and-stick.
 LI_COLOUR = "#00c060"
-LI_RADIUS_SCALE = 0.9
+# Fractions of the van der Waals radii: Li stands out by colour and size, while the frame
+# (S, P, Ge, Cl, …) stays visible between the Li spheres instead of hidden behind them.
+LI_RADIUS_SCALE = 0.45
+FRAME_RADIUS_SCALE = 0.3
 
 try:  # the viewer is optional: figures and controls work without it
     import nglview
@@ -145,7 +148,7 @@ class TrajectoryViewer:
             view = nglview.NGLWidget()
             view.add_trajectory(self.adaptor)
             view.clear_representations()
-            view.add_ball_and_stick(selection="not _Li", radiusScale=0.5, aspectRatio=1.5)
+            view.add_spacefill(selection="not _Li", radiusScale=FRAME_RADIUS_SCALE)
             view.add_spacefill(selection="_Li", color=LI_COLOUR, radiusScale=LI_RADIUS_SCALE)
             view.add_unitcell()
             view.layout = w.Layout(width="100%", height=self.height)
