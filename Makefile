@@ -72,6 +72,7 @@ card: install
 # model cards. Resumable: finished stages are reused (work files in build/liflow/).
 train: install
 	$(THREADS) $(VENV)/bin/accelmd train liflow --bundle all
+	$(VENV)/bin/accelmd checkpoints --report sample_data/checkpoints/LIFLOW.md
 	$(THREADS) $(VENV)/bin/accelmd train cg
 	$(MAKE) flashmd-train
 

@@ -20,9 +20,9 @@
 # the repository bundles reference molecular dynamics for the material and
 # temperature, it is drawn dashed next to the model.
 #
-# Without a trained LiFlow checkpoint (`make train` builds the bundled ones), the
-# model list holds only a clearly labelled *demo* model, a Li random walk with an
-# Arrhenius diffusivity, so that the interface can be tried at once.
+# The model list holds the bundled LiFlow checkpoints (`make train` builds them),
+# one per training material plus a multi-material one, each with a one-line summary
+# of its model card; the explorer picks the one trained on the chosen material.
 
 # %%
 from widgets import Explorer

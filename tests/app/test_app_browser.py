@@ -4,7 +4,7 @@ The server is started by the fixture with ``subprocess`` on a free port and stop
 its PID; Chromium is the system one (``/usr/bin/chromium``), never a downloaded build.
 Screenshots go to ``$ACCELMD_ARTIFACTS`` (default ``test-artifacts/`` at the repository
 root). Timeouts are generous: two CPU cores, shared with other jobs, and WebGL through
-SwiftShader. The server runs the demo model (no bundled LiFlow checkpoint is needed).
+SwiftShader. The server runs the bundled LiFlow checkpoints (the demo model without them).
 """
 
 from __future__ import annotations
