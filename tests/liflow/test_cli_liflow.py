@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 
+from explorer.checkpoints import CHECKPOINT_DIR
 from explorer.cli import main
 from explorer.h5md import read_h5md
 from explorer.testing import brownian_trajectory
@@ -52,11 +53,26 @@ def test_train_then_rollout_from_the_command_line(trained, tmp_path):
     assert frames.metadata["knobs"]["temperature_K"] == 300.0
 
 
-def test_rollout_without_a_checkpoint_says_what_to_do(tmp_path, capsys):
+def test_rollout_without_a_checkpoint_says_what_to_do(tmp_path, capsys, monkeypatch):
+    import explorer.checkpoints
+
+    monkeypatch.setattr(explorer.checkpoints, "list_checkpoints", lambda *a, **k: [])
     code = main(["rollout", "liflow", "--material", "LGPS", "--temperature", "900",
                  "--steps", "1", "--out", str(tmp_path / "x.h5")])  # fmt: skip
     assert code == 2
     assert "accelmd train liflow" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(
+    not (CHECKPOINT_DIR / "liflow_LGPS.json").exists(), reason="no bundled LGPS checkpoint"
+)
+def test_rollout_without_a_checkpoint_takes_the_material_s_bundled_one(tmp_path):
+    out = tmp_path / "x.h5"
+    code = main(["rollout", "liflow", "--material", "LGPS", "--temperature", "900", "--steps",
+                 "1", "--flow-steps", "2", "--device", "cpu", "--out", str(out)])  # fmt: skip
+    assert code == 0
+    traj = read_h5md(out)
+    assert traj.metadata["checkpoint"] == "liflow_LGPS" and traj.n_frames == 2
 
 
 def test_eval_reports_metrics_against_references(trained, capsys):
