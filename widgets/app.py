@@ -25,13 +25,16 @@ from typing import Any
 
 import panel as pn
 
+from explorer.checkpoints import CHECKPOINT_DIR
+from explorer.materials import load_material
 from explorer.reference.dataset import REFERENCE_DIR
 from widgets.app_cg import CGApp
 from widgets.app_flashmd import FlashMDApp
 from widgets.app_liflow import DEFAULT_MATERIAL, DEFAULT_TEMPERATURE_K, LiFlowApp
 from widgets.app_sessions import SLOTS
-from widgets.helpers import matching_reference
+from widgets.helpers import default_card_index, matching_reference
 from widgets.live import reference_analysis
+from widgets.runs import liflow_choices
 
 log = logging.getLogger("accelmd.app")
 
@@ -177,10 +180,39 @@ def warm_reference_cache(
         threading.Thread(target=work, name="accelmd-warm-reference", daemon=True).start()
 
 
+def warm_default_model(
+    material: str = DEFAULT_MATERIAL, checkpoint_dir: Path = CHECKPOINT_DIR
+) -> threading.Thread | None:
+    """Load the default LiFlow checkpoint and CHGNet in the background, once per server.
+
+    The first Run otherwise spends seconds loading the weights and the CHGNet model the
+    prior classifier reads its features from (measured: first frame 5.5 s after Run on
+    a cold server). Sessions then find both in the process-wide caches
+    (:func:`widgets.runs.shared_liflow_simulator`, :func:`explorer.liflow.classifier.
+    load_chgnet`). Returns the thread (None without a LiFlow checkpoint).
+    """
+    choices = liflow_choices(checkpoint_dir)
+    if not choices:
+        return None
+    choice = choices[default_card_index([c.card for c in choices], material)]
+
+    def work() -> None:
+        try:
+            simulator = choice.simulator("auto")
+            simulator.prior_choices([load_material(material)], [DEFAULT_TEMPERATURE_K])
+        except Exception as exc:  # only a cache: the run reports real problems later
+            log.warning("could not pre-load %s: %s", choice.label, exc)
+
+    thread = threading.Thread(target=work, name="accelmd-warm-model", daemon=True)
+    thread.start()
+    return thread
+
+
 if pn.state.served or __name__.startswith("bokeh_app"):
     pn.extension("plotly", sizing_mode="stretch_width", notifications=False)
     log.setLevel(logging.INFO)  # runs, stops, refusals and errors go to the server log
     if not getattr(pn.state, "_accelmd_warmed", False):
         pn.state._accelmd_warmed = True  # the script runs per session; warm once
         warm_reference_cache()
+        warm_default_model()
     create_app().servable(title=TITLE)

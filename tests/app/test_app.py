@@ -271,6 +271,25 @@ def test_reference_cache_is_warmed_for_the_default_material():
     assert _reference_cached.cache_info().currsize >= 1
 
 
+def test_default_model_and_chgnet_are_preloaded_for_the_first_run(tmp_path):
+    from explorer.checkpoints import CHECKPOINT_DIR
+    from explorer.liflow import classifier
+    from widgets.app import warm_default_model
+    from widgets.runs import liflow_choices, shared_liflow_simulator
+
+    assert warm_default_model(checkpoint_dir=tmp_path) is None  # nothing to load
+    if not (CHECKPOINT_DIR / "liflow_LGPS.json").exists():
+        pytest.skip("no bundled LGPS checkpoint")
+    shared_liflow_simulator.cache_clear()
+    thread = warm_default_model()
+    thread.join(timeout=120)
+    assert not thread.is_alive() and classifier._CHGNET is not None
+    assert shared_liflow_simulator.cache_info().currsize == 1
+    (lgps,) = [c for c in liflow_choices() if c.label == "liflow_LGPS"]
+    lgps.simulator("auto")  # what a session's first Run asks for: served from the cache
+    assert shared_liflow_simulator.cache_info().hits >= 1
+
+
 def test_log_axes_and_pmf_plane_replace_the_shown_figures(tmp_path):
     app = make_app(tmp_path)
     run(app, 10)
