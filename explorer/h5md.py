@@ -88,7 +88,7 @@ class H5MDWriter:
         self.numbers = np.asarray(numbers, dtype=np.int64).reshape(-1)
         self.cell = np.asarray(cell, dtype=np.float64).reshape(3, 3)
         self.pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,)).copy()
-        if mode == "a" and _holds_frames(self.path):
+        if mode == "a" and holds_frames(self.path):
             self._file = _open(self.path, "r+")
             self._check_same_system()
             self.n_frames = _trim_to_complete_frames(self._file)
@@ -295,13 +295,14 @@ def h5md_frame_count(path: str | Path) -> int:
         return _complete_length(f)
 
 
-def _holds_frames(path: Path) -> bool:
+def holds_frames(path: str | Path) -> bool:
     """Whether ``path`` is an H5MD file with at least one complete frame.
 
     A file of ours that crashed before its first frame counts as absent (it is
     rewritten); anything else that exists but is not H5MD raises, so that
     continuing a run never overwrites a foreign file.
     """
+    path = Path(path)
     if not path.exists():
         return False
     with _open(path, "r") as f:

@@ -67,12 +67,16 @@ class PanelDownloads:
     def _update_downloads(self) -> None:
         """Enable the buttons once there are frames; name the file by format."""
         has_frames = self._has_frames()
-        several = has_frames and len(self.trajectory_parts()) > 1
+        several = has_frames and self.n_trajectory_parts() > 1
         suffix = ".zip" if several else self.trajectory_format.value
         self.trajectory_download.param.update(
             filename=f"{self.name}_rollout{suffix}", disabled=not has_frames
         )
         self.figures_download.disabled = not has_frames
+
+    def n_trajectory_parts(self) -> int:
+        """How many files :meth:`trajectory_parts` gives (without building them)."""
+        return 1
 
     def trajectory_parts(self) -> list[tuple[str, Trajectory]]:
         """(file stem, trajectory) per file to download; one by default."""

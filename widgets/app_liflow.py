@@ -420,6 +420,9 @@ class LiFlowApp(LiFlowRun, PanelDownloads, PanelRolloutTab):
         self._show_summary(self._summary_text())
 
     # -- downloads ---------------------------------------------------------------------
+    def n_trajectory_parts(self) -> int:
+        return max(1, len(self._temperatures))
+
     def trajectory_parts(self) -> list[tuple[str, Trajectory]]:
         """One file per temperature in Arrhenius mode (the replicas split apart)."""
         traj = self.rollout.trajectory()  # type: ignore[union-attr]

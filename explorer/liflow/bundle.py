@@ -45,8 +45,8 @@ from explorer.checkpoints import (
     sha256_of,
     update_card,
 )
-from explorer.errors import ExplorerError, TrajectoryFileError
-from explorer.h5md import read_h5md
+from explorer.errors import ExplorerError
+from explorer.h5md import holds_frames, read_h5md
 from explorer.liflow.classifier import (
     FEATURE_DIM,
     FEATURE_SOURCE,
@@ -202,13 +202,9 @@ def _metadata(path: Path) -> dict[str, Any]:
 
 def _still_running(path: Path) -> bool:
     """Whether a reference run is unfinished (also: started, but no frame written yet)."""
-    try:
-        metadata = _metadata(path)
-    except TrajectoryFileError as exc:
-        if "no complete frame" in str(exc):  # still equilibrating
-            return True
-        raise
-    return metadata.get("status", "complete") == "running"
+    if not holds_frames(path):  # still equilibrating
+        return True
+    return _metadata(path).get("status", "complete") == "running"
 
 
 def prior_choices_from_references(
