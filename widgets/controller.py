@@ -32,7 +32,9 @@ from explorer.session import CANCELLED, DONE, FAILED, Frame, Progress, Rollout
 from widgets.app_sessions import RolloutSlots
 from widgets.helpers import progress_text
 
-FIRST_FRAME_POLL_S = 0.05  # s; poll fast until the first frame is on screen
+FIRST_FRAME_POLL_S = 0.05  # s; poll fast until the first simulated frame is on screen
+#: Frames on screen once the first simulated one is: frame 0 is the starting structure.
+FIRST_STEP_FRAMES = 2
 ALREADY_RUNNING = "A rollout is already running; press Stop first."
 LOADING = "loading the model…"
 STOPPING = "stopping after the current step…"
@@ -244,7 +246,10 @@ class RolloutController:
                 return
             if finished:
                 return
-            wait = next_wait(self._shown_frames == 0, cost, self.poll_interval_s)
+            # Frame 0 (the start) arrives at once; the throttle would then hold back the
+            # first step's frame by 5x the cost of drawing frame 0 (measured: seconds).
+            first_pending = self._shown_frames < FIRST_STEP_FRAMES
+            wait = next_wait(first_pending, cost, self.poll_interval_s)
 
     def refresh(self) -> None:
         """Pull new frames from the rollout into the progress row and the views."""

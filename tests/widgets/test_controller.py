@@ -181,3 +181,33 @@ def test_pure_helpers():
     renderers = {INFO: "i:{}".format, WARNING: "w:{}".format, ERROR: "e:{}".format}
     assert message_html(Message("careful", WARNING), renderers) == "w:careful"
     assert message_html(Message(), renderers) == ""
+
+
+class SlowViews(Recorder):
+    """Drawing the views costs ``draw_s``; records when each frame count was shown."""
+
+    def __init__(self, builder: Callable[[], Rollout], draw_s: float):
+        super().__init__(builder)
+        self.draw_s = draw_s
+        self.shown_at: dict[int, float] = {}
+
+    def _compute(self, rollout: Rollout, new: list[Frame], first: bool) -> int:
+        time.sleep(self.draw_s)
+        self.shown_at.setdefault(self._shown_frames, time.perf_counter())
+        return self._shown_frames
+
+
+def test_the_first_step_is_not_held_back_by_the_cost_of_drawing_frame_0():
+    # The throttle waits 5x the cost of the last update (here 5 x 0.3 s); the first
+    # simulated frame must still follow its step at the fast poll, not 1.5 s later.
+    step_s, draw_s = 0.1, 0.3
+    tab = SlowViews(brownian(30, delay_s=step_s), draw_s=draw_s)
+    tab.start()
+    deadline = time.monotonic() + TIMEOUT_S
+    while max(tab.shown_at, default=0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    tab.stop()
+    assert tab.wait(TIMEOUT_S)
+    first_step_shown = min(t for n, t in tab.shown_at.items() if n >= 2)
+    elapsed = first_step_shown - tab.timings["clicked"]
+    assert elapsed < 2 * draw_s + step_s + 0.5, tab.shown_at
