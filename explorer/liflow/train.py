@@ -226,6 +226,19 @@ def _check_resumable(saved: dict[str, Any], config: TrainConfig) -> None:
         raise ValueError(f"cannot resume: settings differ from the saved run ({', '.join(diff)})")
 
 
+def can_resume(state_path: Path, config: TrainConfig) -> bool:
+    """Whether the training state at ``state_path`` is a run of ``config`` to continue
+    (False for a missing file or a run with other settings, which must start afresh)."""
+    if not Path(state_path).exists():
+        return False
+    saved = torch.load(state_path, map_location="cpu", weights_only=True)
+    try:
+        _check_resumable(saved, config)
+    except ValueError:
+        return False
+    return True
+
+
 def _card(
     config: TrainConfig, result: TrainResult, files: Sequence[Path], extra: dict | None
 ) -> dict[str, Any]:

@@ -117,6 +117,9 @@ def test_bundle_card_records_training_data_selector_and_metrics(built, reference
     assert all(len(f["sha256"]) == 64 for f in card["training_files"])
     assert set(card["training"]) == {"propagator", "corrector"}
     assert card["training"]["propagator"]["train_config"]["max_steps"] == 4
+    corrector = card["training"]["corrector"]["train_config"]
+    assert corrector["noise_max_A"] == TINY.corrector_noise_A == 0.5
+    assert card["prior"]["corrector_max_noise"] == 0.5  # the Corrector's, not the default
     assert card["models"]["propagator"]["num_features"] == 8
     assert ["toyB_800K", False, False] in card["prior_choices_training"]
     assert 0.0 <= card["selector"]["train_accuracy"]["li"] <= 1.0
@@ -163,6 +166,28 @@ def test_rebuilding_reuses_trained_modules(built, references):
     after = load_checkpoint(card_path).state_dicts["propagator"]
     for key, value in before.items():
         assert np.array_equal(value.numpy(), after[key].numpy())
+
+
+def test_a_changed_corrector_setting_retrains_only_the_corrector(built, references, tmp_path):
+    import dataclasses
+    import shutil
+
+    plan, _, out, _ = built
+    copy = tmp_path / "bundle"
+    shutil.copytree(out, copy)
+    logs: list[str] = []
+    settings = dataclasses.replace(TINY, corrector_noise_A=0.3)
+    card_path = build_bundle(
+        plan, settings, reference_dir=references, out_dir=copy, work_dir=copy / "work",
+        runs=RUNS, command="pytest", progress=False, log=logs.append,
+    )  # fmt: skip
+    name = plan.name
+    assert f"{name}.propagator: already trained" in " ".join(logs)
+    # the saved state of the 0.5-Å Corrector cannot be resumed with 0.3 Å: afresh
+    assert f"{name}.corrector: settings changed since the saved state; training afresh" in logs
+    card = read_card(card_path)
+    assert card["training"]["corrector"]["train_config"]["noise_max_A"] == 0.3
+    assert card["prior"]["corrector_max_noise"] == 0.3
 
 
 def test_report_tables_the_card_with_targets_and_verdicts(built):

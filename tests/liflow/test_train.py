@@ -19,7 +19,7 @@ from explorer.liflow.losses import (
 )
 from explorer.liflow.model import FlowModel, FlowModelConfig
 from explorer.liflow.prior import PriorConfig, masses_of, prior_std
-from explorer.liflow.train import TrainConfig, train
+from explorer.liflow.train import TrainConfig, can_resume, train
 from explorer.testing import brownian_trajectory
 
 TINY = FlowModelConfig(elements=(3, 16), num_features=8, num_rbf=4, num_layers=1)
@@ -140,6 +140,9 @@ def test_train_is_deterministic_and_resumes_exactly(sources, tmp_path):
         assert torch.equal(v, resumed.model.state_dict()[k]), k
     with pytest.raises(ValueError, match="lr"):
         train(sources, config(lr=1e-3), progress=False, resume_from=tmp_path / "half.pt")
+    assert can_resume(tmp_path / "half.pt", cfg)  # only the step budget differs
+    assert not can_resume(tmp_path / "half.pt", config(lr=1e-3))
+    assert not can_resume(tmp_path / "missing.pt", cfg)
 
 
 def test_early_stopping_restores_best_weights(sources, tmp_path):
