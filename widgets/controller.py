@@ -11,8 +11,11 @@ No UI library is imported here.
 
 Threads: the driver thread builds the Rollout (loading a model takes seconds), starts
 it (its own worker thread) and polls ``frames_since``, so the kernel or the server never
-blocks. After an update that took t seconds it waits at least ``max(poll_interval_s,
-5 t)``, which bounds the live analysis to about 1/6 of a core. Every change to the UI
+blocks. After an update that took t seconds (computing the views on the driver
+thread plus applying the previous ones on the UI thread) it waits at least
+``max(poll_interval_s, 5 t)``, which bounds the live analysis to about 1/6 of a core.
+It polls fast until the first simulated frame (after frame 0, the start) is shown, and
+posts no new update while the UI thread is still applying the last one. Every change to the UI
 goes through :meth:`RolloutController._post`: at once under a lock by default, on the
 session's thread in the Panel app.
 """
@@ -35,6 +38,7 @@ from widgets.helpers import progress_text
 FIRST_FRAME_POLL_S = 0.05  # s; poll fast until the first simulated frame is on screen
 #: Frames on screen once the first simulated one is: frame 0 is the starting structure.
 FIRST_STEP_FRAMES = 2
+UI_CATCH_UP_S = 10.0  # s; longest wait for the UI thread to apply an update
 ALREADY_RUNNING = "A rollout is already running; press Stop first."
 LOADING = "loading the model…"
 STOPPING = "stopping after the current step…"
@@ -151,6 +155,10 @@ class RolloutController:
         self._driver: threading.Thread | None = None
         self._closed = False
         self._shown_frames = 0
+        self._apply_cost_s = 0.0  # s, the UI thread's share of the last update
+        self._ui_idle = threading.Event()  # set: no posted update waits to be applied
+        self._ui_idle.set()
+        self._posted_at = 0.0
         self._refresh_lock = threading.Lock()
         self._apply_lock = threading.Lock()
 
@@ -238,18 +246,32 @@ class RolloutController:
         wait = FIRST_FRAME_POLL_S
         while True:
             finished = rollout.join(timeout=wait)
-            started = time.perf_counter()
-            self.refresh()
-            cost = time.perf_counter() - started
             if self._closed:
                 rollout.join()  # stopped by close(): ends after its current step
                 return
+            if not finished and self._ui_busy():
+                wait = FIRST_FRAME_POLL_S  # the last update is still being applied
+                continue
+            if finished:  # the last frames, after the UI has caught up
+                self._ui_idle.wait(UI_CATCH_UP_S)
+            started = time.perf_counter()
+            self.refresh()
+            # Both halves of an update compete with the rollout for the CPU (and the
+            # GIL): computing the views here and applying them on the UI thread.
+            cost = time.perf_counter() - started + self._apply_cost_s
             if finished:
                 return
             # Frame 0 (the start) arrives at once; the throttle would then hold back the
             # first step's frame by 5x the cost of drawing frame 0 (measured: seconds).
             first_pending = self._shown_frames < FIRST_STEP_FRAMES
             wait = next_wait(first_pending, cost, self.poll_interval_s)
+
+    def _ui_busy(self) -> bool:
+        """Whether the UI thread has not yet applied the last posted update. New frames
+        wait for it rather than queue behind it (a slow page would otherwise fall
+        further and further behind); after ``UI_CATCH_UP_S`` it no longer counts."""
+        waited = time.perf_counter() - self._posted_at
+        return not self._ui_idle.is_set() and waited < UI_CATCH_UP_S
 
     def refresh(self) -> None:
         """Pull new frames from the rollout into the progress row and the views."""
@@ -274,13 +296,20 @@ class RolloutController:
             state = replace(
                 self.run_state, fraction=progress.fraction, text=self._progress_text(progress)
             )
+            self._ui_idle.clear()
+            self._posted_at = time.perf_counter()
             self._post(functools.partial(self._update, state, views))
 
     def _update(self, state: RunState, views: Any) -> None:
-        self._set_state(state)
-        if views is not None:
-            self._apply_views(views)
-            self.timings.setdefault("figures", time.perf_counter())
+        try:
+            self._set_state(state)
+            if views is not None:
+                started = time.perf_counter()
+                self._apply_views(views)
+                self._apply_cost_s = time.perf_counter() - started
+                self.timings.setdefault("figures", time.perf_counter())
+        finally:
+            self._ui_idle.set()
 
     def _finish(self) -> None:
         rollout = self.rollout

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
+import plotly.io as pio
 
 from explorer.analysis.diffusion import A2_PS_TO_CM2_S, ArrheniusResult, DiffusionResult
 from explorer.analysis.msd import MSDResult
@@ -36,7 +37,22 @@ _PALETTE = ("#636efa", "#ef553b", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#
 LI_COLOUR = "#00a65a"
 REFERENCE_DASH = "dash"
 MODEL, REFERENCE = "model", "reference"
-_LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=50), height=360)
+#: What our figures take from plotly's "plotly_white": page, axes, 3-D scene, font and
+#: colours. The full template also carries defaults for trace types we never draw; it is
+#: copied and validated into every new figure (31 ms a figure here, against 3 ms for this
+#: part; live views build four per update) and sent to the browser with each (7 kB).
+_WHITE_KEYS = (
+    "paper_bgcolor", "plot_bgcolor", "xaxis", "yaxis", "scene", "colorway", "font",
+    "hovermode", "hoverlabel", "title", "annotationdefaults", "shapedefaults",
+)  # fmt: skip
+TEMPLATE = go.layout.Template(
+    layout={
+        key: value
+        for key, value in pio.templates["plotly_white"].layout.to_plotly_json().items()
+        if key in _WHITE_KEYS
+    }
+)
+_LAYOUT = dict(template=TEMPLATE, margin=dict(l=60, r=20, t=50, b=50), height=360)
 
 
 def species_colour(symbol: str, order: Sequence[str] = ()) -> str:

@@ -30,7 +30,7 @@ import plotly.graph_objects as go
 from ase.data import atomic_numbers, chemical_symbols, covalent_radii
 
 from explorer.trajectory import wrap_positions
-from widgets.figures import cell_edges, species_colour
+from widgets.figures import TEMPLATE, cell_edges, species_colour
 from widgets.live import species_order
 
 #: Marker size (px) per Å of covalent radius; Li is drawn larger to stand out.
@@ -58,7 +58,7 @@ def structure_figure(
     fig = go.Figure(
         layout=go.Layout(
             title=title,
-            template="plotly_white",
+            template=TEMPLATE,
             height=460,
             margin=dict(l=0, r=0, t=40, b=0),
             uirevision=_KEEP_CAMERA,

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 
 from explorer.errors import ExplorerError
@@ -211,3 +213,39 @@ def test_the_first_step_is_not_held_back_by_the_cost_of_drawing_frame_0():
     first_step_shown = min(t for n, t in tab.shown_at.items() if n >= 2)
     elapsed = first_step_shown - tab.timings["clicked"]
     assert elapsed < 2 * draw_s + step_s + 0.5, tab.shown_at
+
+
+class SlowApply(Recorder):
+    """Like the Panel app, UI changes run on a UI thread of their own (here one worker),
+    where applying the views costs ``apply_s``; records when they were applied."""
+
+    def __init__(self, builder: Callable[[], Rollout], apply_s: float):
+        super().__init__(builder)
+        self.apply_s = apply_s
+        self.applied_at: list[float] = []
+        self.ui_thread = ThreadPoolExecutor(max_workers=1)
+
+    def _post(self, fn: Callable[[], None]) -> None:
+        self.ui_thread.submit(fn)
+
+    def _apply_views(self, views: int) -> None:
+        time.sleep(self.apply_s)
+        self.applied_at.append(time.perf_counter())
+        super()._apply_views(views)
+
+
+def test_the_throttle_counts_the_ui_threads_share_of_an_update():
+    # Computing the views is free here, applying them costs 0.1 s: updates must still be
+    # spaced by about 5 x 0.1 s, not by the 0.01-s poll interval, and must not queue up
+    # on the UI thread meanwhile.
+    tab = SlowApply(brownian(4000, delay_s=0.005), apply_s=0.1)
+    tab.start()
+    deadline = time.monotonic() + TIMEOUT_S
+    while len(tab.applied_at) < 8 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    tab.stop()
+    assert tab.wait(TIMEOUT_S)
+    tab.ui_thread.shutdown()
+    assert tab.views[-1] == tab.rollout.n_frames  # the last frames were still shown
+    gaps = np.diff(tab.applied_at[2:8])  # after the fast polls for the first frames
+    assert gaps.min() >= 0.4, gaps
