@@ -26,6 +26,8 @@ temperature. Our version:
 
 from __future__ import annotations
 
+import hashlib
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -230,6 +232,18 @@ class PriorClassifier(nn.Module):
         return float(np.mean((self.probability(feats, temps) >= 0.5) == labels.astype(bool)))
 
 
+#: Structures whose CHGNet features a :class:`PriorSelector` keeps.
+FEATURE_CACHE_SIZE = 16
+
+
+def structure_key(atoms: Atoms) -> bytes:
+    """A digest of what the features depend on: species, positions, cell and pbc."""
+    digest = hashlib.sha256()
+    for array in (atoms.numbers, atoms.positions, atoms.cell[:], atoms.pbc):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.digest()
+
+
 class PriorSelector(nn.Module):
     """Both group classifiers plus the labelling thresholds; feeds ``li_large``/``frame_large``."""
 
@@ -240,6 +254,8 @@ class PriorSelector(nn.Module):
         self.classifiers = nn.ModuleDict({g: PriorClassifier(g, in_dim) for g in GROUPS})
         self.thresholds_A2_ps = _thresholds(thresholds_A2_ps)
         self.card: dict[str, Any] = {}
+        self._features: dict[bytes, dict[str, np.ndarray]] = {}
+        self._cache_lock = threading.Lock()
 
     def fit(self, examples: list[Example], **kwargs: Any) -> dict[str, list[float]]:
         """Train each group's classifier (kwargs as :meth:`PriorClassifier.fit`)."""
@@ -250,8 +266,24 @@ class PriorSelector(nn.Module):
         return {g: c.evaluate(examples) for g, c in self.classifiers.items()}
 
     def predict(self, atoms: Atoms, temperature_K: float, model: Any = None) -> dict[str, bool]:
-        """``{"li": large, "frame": large}`` for a structure at ``temperature_K`` (K)."""
-        feats = species_features(atoms, model)
+        """``{"li": large, "frame": large}`` for a structure at ``temperature_K`` (K).
+
+        The CHGNet features of the last few structures (default model) are kept: a UI
+        runs the same structure at several temperatures and seeds, and the CHGNet pass
+        is a large part of the time to the first frame (0.1–0.5 s here).
+        """
+        if model is None:
+            key = structure_key(atoms)
+            with self._cache_lock:
+                feats = self._features.pop(key, None)
+            if feats is None:
+                feats = species_features(atoms)
+            with self._cache_lock:
+                self._features[key] = feats  # most recent last
+                while len(self._features) > FEATURE_CACHE_SIZE:
+                    self._features.pop(next(iter(self._features)))
+        else:
+            feats = species_features(atoms, model)
         return {g: self.classifiers[g].predict(f, temperature_K) for g, f in feats.items()}
 
     def save(self, name: str, directory: Path = CHECKPOINT_DIR, **card: Any) -> Path:

@@ -161,3 +161,34 @@ def test_build_examples_and_predict_from_h5md(chgnet, tmp_path):
     assert selector.evaluate(examples)["li"] == 1.0
     atoms = brownian_trajectory(2.0, n_atoms=4, n_frames=2, cell=6.0, frame_atoms=4).to_atoms(0)
     assert set(selector.predict(atoms, 900.0, chgnet)) == {"li", "frame"}
+
+
+def test_predict_reuses_the_features_of_a_structure_it_has_seen(monkeypatch, licl):
+    import explorer.liflow.classifier as classifier
+
+    calls = []
+
+    def features(atoms, model=None):
+        calls.append(atoms.positions.copy())
+        return {"li": np.zeros(FEATURE_DIM), "frame": np.ones(FEATURE_DIM)}
+
+    monkeypatch.setattr(classifier, "species_features", features)
+    monkeypatch.setattr(classifier, "FEATURE_CACHE_SIZE", 2)
+    selector = PriorSelector()
+    first = selector.predict(licl, 600.0)
+    assert selector.predict(licl.copy(), 1200.0).keys() == first.keys()  # same structure
+    assert len(calls) == 1
+    moved = licl.copy()
+    moved.positions[0, 0] += 0.01  # another structure: new features
+    selector.predict(moved, 600.0)
+    assert len(calls) == 2
+    strained = licl.copy()
+    strained.set_cell(licl.cell * 1.01, scale_atoms=False)  # same positions, other cell
+    selector.predict(strained, 600.0)
+    assert len(calls) == 3
+    selector.predict(licl, 600.0)  # pushed out: only the 2 most recent are kept
+    assert len(calls) == 4
+    selector.predict(strained, 600.0)
+    assert len(calls) == 4
+    selector.predict(licl, 600.0, model=object())  # an explicit model is always asked
+    assert len(calls) == 5
