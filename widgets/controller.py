@@ -138,7 +138,9 @@ class RolloutController:
 
     Attributes:
         rollout: the current (or last) Rollout.
-        timings: ``perf_counter`` times of ``clicked``, ``first_frame`` and ``figures``.
+        timings: ``perf_counter`` times of ``clicked``, ``first_frame`` (the start
+            structure shown), ``first_step`` (views of the first simulated frame computed) and
+            ``figures`` (the first views applied).
         run_state: what the Run/Stop row shows now.
         slots: the server-wide cap on running rollouts (None: no cap).
     """
@@ -293,6 +295,8 @@ class RolloutController:
                     self._log.warning("%s views not updated: %s", self.name, describe(exc))
                     message = error_message(exc, prefix="updating the views: ")
                     self._post(functools.partial(self._show, message))
+                if self._shown_frames >= FIRST_STEP_FRAMES:  # views of a simulated frame
+                    self.timings.setdefault("first_step", time.perf_counter())
             state = replace(
                 self.run_state, fraction=progress.fraction, text=self._progress_text(progress)
             )

@@ -96,6 +96,7 @@ def test_a_run_goes_from_loading_to_done_with_every_frame_shown():
     assert tab.views[-1] == 6 == tab.rollout.n_frames
     assert tab.messages == [Message()]  # nothing to say about a finished run
     assert tab.timings["clicked"] <= tab.timings["first_frame"] <= tab.timings["figures"]
+    assert tab.timings["first_frame"] <= tab.timings["first_step"]
 
 
 def test_a_diverged_run_says_why_and_keeps_its_frames():
@@ -211,6 +212,7 @@ def test_the_first_step_is_not_held_back_by_the_cost_of_drawing_frame_0():
     tab.stop()
     assert tab.wait(TIMEOUT_S)
     first_step_shown = min(t for n, t in tab.shown_at.items() if n >= 2)
+    assert abs(tab.timings["first_step"] - first_step_shown) < 0.05
     elapsed = first_step_shown - tab.timings["clicked"]
     assert elapsed < 2 * draw_s + step_s + 0.5, tab.shown_at
 
