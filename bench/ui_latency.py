@@ -9,7 +9,7 @@ figure updates, and their ratio (target: ≤ 1.2), for ``--repeats`` alternated 
 Uses the first bundled LiFlow checkpoint, else the demo random-walk model (whose steps
 are mostly sleep, so its ratio says little about CPU contention; say which in reports).
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/ui_latency.py [--steps 30] [--poll 1.0] [--repeats 3]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/ui_latency.py [--steps 30] [--poll 0.5] [--repeats 3]
         [--checkpoint-dir DIR]
 """
 
@@ -29,7 +29,7 @@ from widgets.runs import build_run
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30, help="LiFlow steps per run")
-    parser.add_argument("--poll", type=float, default=1.0, help="figure update interval, s")
+    parser.add_argument("--poll", type=float, default=0.5, help="figure update interval, s")
     parser.add_argument("--flow-steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3, help="bare/UI pairs, alternated")
     parser.add_argument("--checkpoint-dir", type=Path, default=CHECKPOINT_DIR)
@@ -46,8 +46,17 @@ def main() -> None:
 
     tab.n_steps.value = args.steps
     simulator, atoms, knobs = build_run(tab.choice, tab.atoms, tab.knobs())
+    updates: list[int] = []
+    compute = tab._compute
+
+    def counting_compute(*compute_args):  # counts the view updates of a run
+        updates[-1] += 1
+        return compute(*compute_args)
+
+    tab._compute = counting_compute
     bare_s, ui_s, first_s, first_step_s = [], [], [], []
     for _ in range(args.repeats):
+        updates.append(0)
         bare = Rollout(simulator, atoms, args.steps, knobs)
         bare.run()
         bare_s.append(bare.progress().wall_s)
@@ -61,9 +70,13 @@ def main() -> None:
         f"→ first simulated frame's views: median {statistics.median(first_step_s):.2f} s "
         f"(each: {_fmt(first_step_s)}; target < 2 s)"
     )
-    ratios = [ui / bare for ui, bare in zip(ui_s, bare_s)]
+    ratios = [ui / bare for ui, bare in zip(ui_s, bare_s, strict=True)]
     print(f"{args.steps} steps bare: {_fmt(bare_s)} s; with live figures: {_fmt(ui_s)} s")
     print(f"ratio UI/bare: {_fmt(ratios)}, median {statistics.median(ratios):.2f} (target ≤ 1.20)")
+    print(
+        f"figure updates per run: {', '.join(map(str, updates))} for {args.steps} steps "
+        "(target: at least one per step; the start frame counts as one)"
+    )
 
 
 def _fmt(values: list[float]) -> str:

@@ -72,8 +72,9 @@ class LiFlowTab(LiFlowRun, RolloutTab):
         reference_dir: where reference MD files ``<material>_<T>K.h5`` are found.
         demo: offer the demo random-walk model; default only when there is no checkpoint.
         choices: model choices to offer instead of listing ``checkpoint_dir`` (tests).
-        poll_interval_s: shortest time between figure updates, s (1 s kept the rollout
-            within 5 % of its bare speed in ``bench/ui_latency.py``).
+        poll_interval_s: shortest time between figure updates, s (0.5 s: about one update
+            per LiFlow step on LGPS, the rollout 1.14x its bare time in
+            ``bench/ui_latency.py``; the throttle stretches it when updates get costly).
         max_upload_bytes: upload size bound.
 
     ``widget`` is the ipywidgets tree; the controls are attributes (``run_button``,
@@ -89,7 +90,7 @@ class LiFlowTab(LiFlowRun, RolloutTab):
         reference_dir: Path = REFERENCE_DIR,
         demo: bool | None = None,
         choices: list[ModelChoice] | None = None,
-        poll_interval_s: float = 1.0,
+        poll_interval_s: float = 0.5,
         max_upload_bytes: int = MAX_UPLOAD_BYTES,
     ) -> None:
         self._init_liflow(reference_dir)
@@ -363,8 +364,6 @@ class LiFlowTab(LiFlowRun, RolloutTab):
 
     def _update_figures(self, rollout: Rollout) -> None:
         for name, fig in self._analyse(rollout).items():
-            if name == "traces" and not self.show_traces.value:
-                continue
             figures.sync_figure(self.figures[name], fig)
         self.summary.value = f"<b>{escape(self.analysis.summary())}</b>"
         if self.analysis.problems:
@@ -410,6 +409,9 @@ class LiFlowTab(LiFlowRun, RolloutTab):
             self.views.set_title(i, title)
         if self.atoms is not None:
             self.viewer.show_structure(self.atoms)
+
+    def _shows_li_paths(self) -> bool:
+        return bool(self.show_traces.value)
 
     def _on_traces(self, change: dict) -> None:
         if change["new"] and self.analysis is not None and self.analysis.traj is not None:

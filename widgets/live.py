@@ -109,6 +109,7 @@ class LiveAnalysis:
     diffusion_reason: str = "need more frames"
     reference: ReferenceAnalysis | None = None
     problems: list[str] = field(default_factory=list)
+    reference_drawn: bool = False  # set by live views once the reference traces are shown
 
     def __post_init__(self) -> None:
         path = matching_reference(self.material, self.temperature_K, self.reference_dir)
@@ -144,12 +145,20 @@ class LiveAnalysis:
         reference = self.reference.diffusion if self.reference else None
         return figures.diffusion_summary(self.diffusion, reference, self.diffusion_reason)
 
-    def figures(self, log_msd: bool = False) -> dict[str, go.Figure]:
-        """Fresh ``msd``, ``rdf``, ``pmf`` and ``traces`` figures of the current state."""
-        ref = self.reference
+    def figures(
+        self, log_msd: bool = False, reference: bool = True, traces: bool = True
+    ) -> dict[str, go.Figure]:
+        """Fresh ``msd``, ``rdf``, ``pmf`` and (unless ``traces=False``) ``traces``
+        figures of the current state.
+
+        ``reference=False`` leaves the reference MD's traces out of the MSD and RDF
+        figures and marks them so (:func:`widgets.figures.omit_source`): live views that
+        already show them keep them, and the update costs about half as much.
+        """
+        ref = self.reference if reference else None
         symbols = self.traj.symbols if self.traj is not None else []
         title = f"MSD at {self.temperature_K:g} K"
-        return {
+        fresh = {
             "msd": figures.msd_figure(
                 self.msd,
                 ref.msd if ref else None,
@@ -159,8 +168,13 @@ class LiveAnalysis:
             ),
             "rdf": figures.rdf_figure(self.rdf, ref.rdf if ref else None, self.overlap),
             "pmf": figures.pmf_figure(self.pmf),
-            "traces": figures.li_traces_figure(self.traj),
         }
+        if traces:
+            fresh["traces"] = figures.li_traces_figure(self.traj)
+        if not reference:
+            for name in ("msd", "rdf"):
+                figures.omit_source(fresh[name], figures.REFERENCE)
+        return fresh
 
 
 def _or_none(function: Any, *args: Any, **kwargs: Any) -> Any:

@@ -376,10 +376,14 @@ class LiFlowRun:
             return float(self.replica.value)
         return float(self._temperatures[-1])
 
+    def _shows_li_paths(self) -> bool:
+        """Whether the front end shows the Li paths figure now (built only then)."""
+        return False
+
     def _analyse(self, rollout: Rollout) -> dict[str, go.Figure]:
         """Fresh ``msd``, ``rdf``, ``pmf`` and ``traces`` figures of the shown replica's
         frames so far, and in Arrhenius mode the ``arrhenius`` figure of all replicas."""
-        if self.analysis is None:  # loads the reference MD (cached per process)
+        if self.analysis is None:  # a new run or replica; loads the reference MD (cached)
             self.analysis = LiveAnalysis(
                 self._display_temperature(),
                 rollout.atoms.info.get("material"),
@@ -398,5 +402,12 @@ class LiFlowRun:
         else:
             traj.metadata["temperature_K"] = self._temperatures[0]
         self.analysis.update(traj, pmf=True)
-        fresh.update(self.analysis.figures(log_msd=self.log_msd.value))
+        # The reference traces cannot change during a run: drawn with the first update.
+        drawn = self.analysis.reference_drawn
+        fresh.update(
+            self.analysis.figures(
+                log_msd=self.log_msd.value, reference=not drawn, traces=self._shows_li_paths()
+            )
+        )
+        self.analysis.reference_drawn = True
         return fresh

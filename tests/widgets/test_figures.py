@@ -140,3 +140,46 @@ def test_write_figures_reports_unknown_format_instead_of_raising(tmp_path, traj)
         {"msd": figures.msd_figure(None)}, tmp_path, ("bmpx",)
     )
     assert written == [] and len(problems) == 1 and "msd.bmpx" in problems[0]
+
+
+def test_sync_figure_keeps_the_traces_of_a_source_the_fresh_figure_omits(traj):
+    live = go.FigureWidget(figures.msd_figure(msd(traj[:10]), reference=msd(traj)))
+    reference_y = np.array(by_key(live, "msd:Li:reference").y)
+    fresh = figures.omit_source(figures.msd_figure(msd(traj)), figures.REFERENCE)
+    figures.sync_figure(live, fresh)
+    np.testing.assert_allclose(by_key(live, "msd:Li:reference").y, reference_y)
+    np.testing.assert_allclose(by_key(live, "msd:Li:model").y, msd(traj).msd["Li"])
+    # Without the mark, traces missing from the fresh figure are emptied (a new run).
+    figures.sync_figure(live, figures.msd_figure(msd(traj)))
+    assert len(by_key(live, "msd:Li:reference").y) == 0
+
+
+def test_sync_figure_sends_whole_numpy_arrays_and_heatmaps_as_nested_lists(traj):
+    live = go.FigureWidget(figures.pmf_figure(None))
+    result = pmf_slice(traj, "Li", "ab", bins=(10, 10))
+    figures.sync_figure(live, figures.pmf_figure(result))
+    z = live.data[0].z
+    assert not isinstance(z, np.ndarray) and isinstance(z[0], list)  # rows of plain values
+    expected = np.where(np.isfinite(result.pmf), result.pmf, np.nan).T
+    np.testing.assert_allclose(np.array(z, dtype=float), expected)  # None -> NaN
+    lines = go.FigureWidget(figures.msd_figure(None, species=["Li"]))
+    figures.sync_figure(lines, figures.msd_figure(msd(traj)))
+    assert isinstance(by_key(lines, "msd:Li:model").y, np.ndarray)
+
+
+def test_live_analysis_leaves_the_reference_out_when_asked(traj):
+    from pathlib import Path
+
+    from widgets.live import LiveAnalysis, ReferenceAnalysis
+
+    analysis = LiveAnalysis(800.0, material=None)
+    analysis.reference = ReferenceAnalysis(Path("ref.h5"), traj, msd(traj), rdf(traj), None)
+    analysis.update(traj[:20])
+    full = analysis.figures()
+    assert any(t.meta == "msd:Li:reference" for t in full["msd"].data)
+    assert full["msd"].layout.meta is None
+    partial = analysis.figures(reference=False)
+    for name in ("msd", "rdf"):
+        assert not [t for t in partial[name].data if t.meta.endswith(":reference")]
+        assert partial[name].layout.meta == {"omits": ["reference"]}
+    assert partial["rdf"].layout.title.text == full["rdf"].layout.title.text  # overlap kept
