@@ -13,14 +13,15 @@ drives Debian Chromium (``/usr/bin/chromium``, headless) through Playwright, and
    (target < 2 s); that run is then stopped;
 4. UI overhead: a ``--steps`` rollout run through the page (Run → progress says
    ``done · N/N steps``) against the same rollout (default material, model and knobs of
-   a fresh page) run bare in this process with ``Rollout(...).run()``, and the ratio
-   page/bare (target ≤ 1.2). The model the page used is printed; the demo random-walk
-   model's steps are mostly sleep, so its ratio says little about CPU contention.
+   a fresh page) run bare in this process with ``Rollout(...).run()``, ``--pairs``
+   times alternated, each ratio page/bare and their median (target ≤ 1.2). The model
+   the page used is printed; the demo random-walk model's steps are mostly sleep, so
+   its ratio says little about CPU contention.
 
 The server's output goes to an anonymous temporary file (its tail is shown if it fails);
 nothing is written unless ``--screenshot PATH`` is given. The server is stopped by PID.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/app_latency.py [--steps 10] [--repeats 3]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/app_latency.py [--steps 20] [--repeats 3] [--pairs 3]
         [--port PORT] [--timeout 180] [--screenshot PATH]
 """
 
@@ -37,6 +38,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -215,8 +217,9 @@ def page_rollout(
     return time.perf_counter() - clicked, text
 
 
-def bare_rollout(n_steps: int) -> tuple[float, str, bool]:
-    """(seconds, model label, is demo) of the default page's rollout, run with no UI."""
+def bare_rollout() -> tuple[Callable[[int], float], str, bool]:
+    """(time an ``n``-step rollout, model label, is demo): the default page's rollout run
+    with no UI, in this process (model loaded and warmed up once)."""
     from explorer.session import Rollout
     from widgets.app_liflow import LiFlowApp
     from widgets.runs import build_run
@@ -226,23 +229,28 @@ def bare_rollout(n_steps: int) -> tuple[float, str, bool]:
         raise RuntimeError(f"unexpected default mode {app.mode.value!r}")
     simulator, atoms, knobs = build_run(app.choice, app.atoms, app.knobs())
     Rollout(simulator, atoms, 1, knobs).run()  # warm-up: model loaded, caches filled
-    started = time.perf_counter()
-    Rollout(simulator, atoms, n_steps, knobs).run()
-    return time.perf_counter() - started, app.choice.label, app.choice.is_demo
+
+    def timed(n_steps: int) -> float:
+        started = time.perf_counter()
+        Rollout(simulator, atoms, n_steps, knobs).run()
+        return time.perf_counter() - started
+
+    return timed, app.choice.label, app.choice.is_demo
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=10, help="steps of the timed rollout")
+    parser.add_argument("--steps", type=int, default=20, help="steps of the timed rollout")
     parser.add_argument("--port", type=int, default=None, help="server port (default: free)")
     parser.add_argument("--repeats", type=int, default=3, help="fresh contexts for page ready")
+    parser.add_argument("--pairs", type=int, default=3, help="page/bare rollout pairs")
     parser.add_argument("--timeout", type=float, default=180.0, help="limit of each wait, s")
     parser.add_argument("--screenshot", type=Path, default=None, help="full-page PNG at the end")
     args = parser.parse_args()
-    if args.steps < 1 or args.repeats < 1:
-        parser.error("--steps and --repeats must be >= 1")
+    if args.steps < 1 or args.repeats < 1 or args.pairs < 1:
+        parser.error("--steps, --repeats and --pairs must be >= 1")
 
-    bare_s, bare_model, is_demo = bare_rollout(args.steps)
+    bare, bare_model, is_demo = bare_rollout()
     time_step_ps = 1.0
     if not is_demo:
         from widgets.runs import liflow_choices
@@ -284,19 +292,28 @@ def main() -> None:
                 print(f"first frame after Run: {first_s:.2f} s, seen in the {how} (target < 2 s)")
                 stop_run(page, args.timeout)
 
-                page_s, text = page_rollout(page, args.steps, time_step_ps, args.timeout)
-                server_wall = wall_seconds(text)
-                print(f"page progress: {text}")
-                print(
-                    f"{args.steps} steps ({material}): bare {bare_s:.2f} s, "
-                    f"page (Run → done) {page_s:.2f} s, ratio {page_s / bare_s:.2f} "
-                    "(target ≤ 1.20)"
-                )
-                if server_wall is not None:
+                ratios, walls = [], []
+                for _ in range(args.pairs):  # alternated: load drifts move single runs
+                    page_s, text = page_rollout(page, args.steps, time_step_ps, args.timeout)
+                    bare_s = bare(args.steps)
+                    ratios.append(page_s / bare_s)
+                    server_wall = wall_seconds(text)
+                    if server_wall is not None:
+                        walls.append(server_wall / bare_s)
                     print(
-                        f"  rollout wall shown by the page {server_wall:.1f} s, "
-                        f"ratio to bare {server_wall / bare_s:.2f}"
+                        f"{args.steps} steps ({material}): page (Run → done) {page_s:.2f} s "
+                        f"[{text}], bare {bare_s:.2f} s, ratio {page_s / bare_s:.2f}"
                     )
+                print(
+                    f"page/bare ratio median of {len(ratios)}: {statistics.median(ratios):.2f} "
+                    "(target ≤ 1.20)"
+                    + (
+                        f"; rollout wall shown by the page / bare: median "
+                        f"{statistics.median(walls):.2f}"
+                        if walls
+                        else ""
+                    )
+                )
                 if is_demo or model.startswith("demo"):
                     print(
                         "  note: the demo random-walk model's steps are mostly sleep "

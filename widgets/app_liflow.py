@@ -71,6 +71,7 @@ DEFAULT_MATERIAL = "LGPS"
 #: first run already shows the dashed reference curves (900 K would have none).
 DEFAULT_TEMPERATURE_K = 800.0
 DEFAULT_STEPS = 50
+#: The live figures, in the order of the views tabs.
 FIGURES = ("msd", "rdf", "pmf", "arrhenius")
 
 
@@ -82,7 +83,9 @@ class LiFlowApp(LiFlowRun, PanelDownloads, PanelRolloutTab):
         reference_dir: where reference MD files ``<material>_<T>K.h5`` are found.
         choices: model choices instead of listing ``checkpoint_dir`` (tests).
         slots: the server-wide cap on running rollouts.
-        poll_interval_s: shortest time between figure updates, s.
+        poll_interval_s: shortest time between figure updates, s (1 s: each update
+            also costs the browser a redraw of the 3-D view, on the same 2 cores in
+            ``bench/app_latency.py``; 0.5 s measured 1.37x the bare rollout, 1 s 1.27x).
         max_upload_bytes: upload size bound.
 
     Controls are attributes (``run_button``, ``temperature``, …) so tests can drive the
@@ -98,7 +101,7 @@ class LiFlowApp(LiFlowRun, PanelDownloads, PanelRolloutTab):
         reference_dir: Path = REFERENCE_DIR,
         choices: list[ModelChoice] | None = None,
         slots: RolloutSlots = SLOTS,
-        poll_interval_s: float = 0.5,
+        poll_interval_s: float = 1.0,
         max_upload_bytes: int = MAX_UPLOAD_BYTES,
     ) -> None:
         self._init_liflow(reference_dir)
@@ -327,6 +330,10 @@ class LiFlowApp(LiFlowRun, PanelDownloads, PanelRolloutTab):
         self.view3d.add_frames([f.positions[part] for f in new], [f.time_ps for f in new])
         if first:  # show the first frame before the (slower) analysis
             self._post(self.view3d.show)
+            if len(new) == 1:
+                # Only the start structure: its figures would be empty, yet applying and
+                # sending them would hold back the first step's (measured: ~0.3 s).
+                return None
         fresh = self._analyse(rollout)
         return {name: fresh[name] for name in self.figures if name in fresh}, self._summary_text()
 
@@ -348,7 +355,29 @@ class LiFlowApp(LiFlowRun, PanelDownloads, PanelRolloutTab):
         if self.analysis is not None and self.analysis.problems:
             self.message.object = warning_html(self.analysis.problems)
 
+    def _figures_shown(self) -> set[str]:
+        """Only the figure of the open views tab is rebuilt while a run goes on (the
+        page shows one at a time; each costs the rollout CPU time, see README)."""
+        return {FIGURES[self.views.active]}
+
+    def _on_view_tab(self, _event: Any) -> None:
+        """A views tab was opened: bring its figure up to date (a run's next update
+        does that by itself)."""
+        if not self.running:
+            self._reanalyse()
+
     def _on_finished(self) -> None:
+        rollout = self.rollout
+        if rollout is not None and rollout.n_frames and not self._closed:
+            # Updates rebuilt only the open tab's figure (and none for the start frame
+            # alone): bring every figure to this run's end, for the other tabs and for
+            # the figure download.
+            try:
+                fresh = self._analyse(rollout, names=set(FIGURES))
+            except ExplorerError as exc:
+                self._show_error(exc)
+            else:
+                self._apply_views(({n: fresh[n] for n in self.figures if n in fresh}, None))
         self._update_downloads()
 
     def _show_error(self, exc: BaseException) -> None:
@@ -367,7 +396,7 @@ class LiFlowApp(LiFlowRun, PanelDownloads, PanelRolloutTab):
         self.log_msd = pn.widgets.Checkbox(label="log-log axes", value=False)
         self.log_msd.param.watch(self._on_log, "value")
         self.plane = pn.widgets.Select(label="plane", options=["ab", "bc", "ac"], value="ab")
-        self.plane.param.watch(lambda _: self._reanalyse(), "value")
+        self.plane.param.watch(lambda _: self._reanalyse(names={"pmf"}), "value")
         self.replica = pn.widgets.Select(label="show T (K)", options=[])
         self.replica.param.watch(lambda _: self._reanalyse(new_analysis=True), "value")
         self.temperatures.param.watch(lambda _: self._on_temperatures_text(), "value")
@@ -380,12 +409,13 @@ class LiFlowApp(LiFlowRun, PanelDownloads, PanelRolloutTab):
             sizing_mode="stretch_width",
             dynamic=True,  # render a plot when its tab is opened: a faster first page
         )
+        self.views.param.watch(self._on_view_tab, "active")
 
     def _on_log(self, event: Any) -> None:
         fig = go.Figure(self.figures["msd"])
         figures.set_log_axes(fig, event.new)
         self._replace_figure("msd", fig)
-        self._reanalyse()
+        self._reanalyse(names={"msd"})
 
     def _on_temperatures_text(self) -> None:
         try:
@@ -395,8 +425,9 @@ class LiFlowApp(LiFlowRun, PanelDownloads, PanelRolloutTab):
         self.replica.options = {f"{t:g}": t for t in temps}
         self.replica.value = temps[-1]
 
-    def _reanalyse(self, new_analysis: bool = False) -> None:
-        """Redo the figures after the plane, log axes or shown replica changed.
+    def _reanalyse(self, new_analysis: bool = False, names: set[str] | None = None) -> None:
+        """Redo the figures (``names``, default: the open tab's) after the plane, log
+        axes, shown replica or open tab changed.
 
         While a run goes on, the next update of the driver picks the change up.
         """
@@ -410,7 +441,7 @@ class LiFlowApp(LiFlowRun, PanelDownloads, PanelRolloutTab):
         if new_analysis:
             self.analysis = None
         try:
-            fresh = self._analyse(rollout)
+            fresh = self._analyse(rollout, names, full=True)  # whole figures, swapped in
         except ExplorerError as exc:
             self._show_error(exc)
             return

@@ -410,8 +410,9 @@ class LiFlowTab(LiFlowRun, RolloutTab):
         if self.atoms is not None:
             self.viewer.show_structure(self.atoms)
 
-    def _shows_li_paths(self) -> bool:
-        return bool(self.show_traces.value)
+    def _figures_shown(self) -> set[str]:
+        shown = super()._figures_shown()  # every tab is kept current (cheap enough here)
+        return shown | {"traces"} if self.show_traces.value else shown
 
     def _on_traces(self, change: dict) -> None:
         if change["new"] and self.analysis is not None and self.analysis.traj is not None:

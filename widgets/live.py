@@ -12,7 +12,7 @@ No UI library is imported here.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,8 @@ from explorer.trajectory import Trajectory
 from widgets import figures
 from widgets.helpers import matching_reference
 
+#: The figures of a live LiFlow analysis (``traces``: the Li paths).
+FIGURE_NAMES = ("msd", "rdf", "pmf", "traces")
 #: RDF bin width, Å: the reference and the model must share it for the overlap score.
 RDF_BIN_A = 0.05
 #: PMF grid: coarse enough that a few ps of LiFlow frames fill it visibly.
@@ -109,7 +111,8 @@ class LiveAnalysis:
     diffusion_reason: str = "need more frames"
     reference: ReferenceAnalysis | None = None
     problems: list[str] = field(default_factory=list)
-    reference_drawn: bool = False  # set by live views once the reference traces are shown
+    # Figures whose reference traces a live view already shows (it updates the rest).
+    reference_drawn: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         path = matching_reference(self.material, self.temperature_K, self.reference_dir)
@@ -146,33 +149,42 @@ class LiveAnalysis:
         return figures.diffusion_summary(self.diffusion, reference, self.diffusion_reason)
 
     def figures(
-        self, log_msd: bool = False, reference: bool = True, traces: bool = True
+        self,
+        log_msd: bool = False,
+        names: Collection[str] = FIGURE_NAMES,
+        omit_reference: Collection[str] = (),
     ) -> dict[str, go.Figure]:
-        """Fresh ``msd``, ``rdf``, ``pmf`` and (unless ``traces=False``) ``traces``
-        figures of the current state.
+        """Fresh figures of the current state: those of ``names`` among ``msd``, ``rdf``,
+        ``pmf`` and ``traces`` (Li paths).
 
-        ``reference=False`` leaves the reference MD's traces out of the MSD and RDF
-        figures and marks them so (:func:`widgets.figures.omit_source`): live views that
-        already show them keep them, and the update costs about half as much.
+        ``omit_reference`` names figures built without the reference MD's traces and
+        marked so (:func:`widgets.figures.omit_source`): live views that already show
+        them keep them, and the update costs about half as much.
         """
-        ref = self.reference if reference else None
+        unknown = set(names) - set(FIGURE_NAMES)
+        if unknown:
+            raise ValueError(f"unknown figures {sorted(unknown)}; known: {FIGURE_NAMES}")
         symbols = self.traj.symbols if self.traj is not None else []
-        title = f"MSD at {self.temperature_K:g} K"
-        fresh = {
-            "msd": figures.msd_figure(
+
+        def reference(name: str) -> ReferenceAnalysis | None:
+            return None if name in omit_reference else self.reference
+
+        builders = {
+            "msd": lambda ref: figures.msd_figure(
                 self.msd,
                 ref.msd if ref else None,
                 log=log_msd,
                 species=species_order(symbols) or None,
-                title=title,
+                title=f"MSD at {self.temperature_K:g} K",
             ),
-            "rdf": figures.rdf_figure(self.rdf, ref.rdf if ref else None, self.overlap),
-            "pmf": figures.pmf_figure(self.pmf),
+            "rdf": lambda ref: figures.rdf_figure(self.rdf, ref.rdf if ref else None, self.overlap),
+            "pmf": lambda _ref: figures.pmf_figure(self.pmf),
+            "traces": lambda _ref: figures.li_traces_figure(self.traj),
         }
-        if traces:
-            fresh["traces"] = figures.li_traces_figure(self.traj)
-        if not reference:
-            for name in ("msd", "rdf"):
+        fresh = {}
+        for name in names:
+            fresh[name] = builders[name](reference(name))
+            if name in omit_reference and name in ("msd", "rdf"):
                 figures.omit_source(fresh[name], figures.REFERENCE)
         return fresh
 

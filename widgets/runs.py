@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from widgets.helpers import (
     parse_temperatures,
     reference_note,
 )
-from widgets.live import LiveAnalysis, arrhenius_analysis
+from widgets.live import FIGURE_NAMES, LiveAnalysis, arrhenius_analysis
 
 #: The knobs of the LiFlow tab, as ``LiFlowSimulator.prepare`` names them.
 LIFLOW_KNOBS = (
@@ -51,6 +51,7 @@ LIFLOW_KNOBS = (
 
 #: The two run modes of the LiFlow tabs.
 SINGLE, ARRHENIUS = "single temperature", "Arrhenius (several T)"
+ARRHENIUS_FIGURE = "arrhenius"  # D(T) of all replicas, built in Arrhenius mode
 
 # Demo model: Li random walk with an Arrhenius D(T); numbers typical of a fast Li
 # conductor (D ≈ 1e-4 cm²/s at 1000 K, Ea = 0.2 eV), so the plots look familiar.
@@ -376,13 +377,20 @@ class LiFlowRun:
             return float(self.replica.value)
         return float(self._temperatures[-1])
 
-    def _shows_li_paths(self) -> bool:
-        """Whether the front end shows the Li paths figure now (built only then)."""
-        return False
+    def _figures_shown(self) -> set[str]:
+        """The figures the front end shows now (only these are rebuilt while a run
+        goes on): by default ``msd``, ``rdf``, ``pmf`` and ``arrhenius``."""
+        return {"msd", "rdf", "pmf", ARRHENIUS_FIGURE}
 
-    def _analyse(self, rollout: Rollout) -> dict[str, go.Figure]:
-        """Fresh ``msd``, ``rdf``, ``pmf`` and ``traces`` figures of the shown replica's
-        frames so far, and in Arrhenius mode the ``arrhenius`` figure of all replicas."""
+    def _analyse(
+        self, rollout: Rollout, names: Collection[str] | None = None, full: bool = False
+    ) -> dict[str, go.Figure]:
+        """Fresh figures of the shown replica's frames so far: ``names`` (default: those
+        shown now) among ``msd``, ``rdf``, ``pmf``, ``traces`` and, in Arrhenius mode,
+        ``arrhenius`` (all replicas). The reference MD's traces cannot change during a
+        run: they are built once per figure unless ``full`` (for views that swap whole
+        figures instead of :func:`~widgets.figures.sync_figure`)."""
+        names = set(self._figures_shown() if names is None else names)
         if self.analysis is None:  # a new run or replica; loads the reference MD (cached)
             self.analysis = LiveAnalysis(
                 self._display_temperature(),
@@ -394,20 +402,17 @@ class LiFlowRun:
         fresh: dict[str, go.Figure] = {}
         if len(self._temperatures) > 1:
             replicas = split_replicas(traj, self._temperatures)
-            result = arrhenius_analysis(
-                replicas, self._temperatures, self.analysis.material, self.reference_dir
-            )
-            fresh["arrhenius"] = result.figure()
+            if ARRHENIUS_FIGURE in names:
+                result = arrhenius_analysis(
+                    replicas, self._temperatures, self.analysis.material, self.reference_dir
+                )
+                fresh[ARRHENIUS_FIGURE] = result.figure()
             traj = replicas[self._temperatures.index(self._display_temperature())]
         else:
             traj.metadata["temperature_K"] = self._temperatures[0]
-        self.analysis.update(traj, pmf=True)
-        # The reference traces cannot change during a run: drawn with the first update.
-        drawn = self.analysis.reference_drawn
-        fresh.update(
-            self.analysis.figures(
-                log_msd=self.log_msd.value, reference=not drawn, traces=self._shows_li_paths()
-            )
-        )
-        self.analysis.reference_drawn = True
+        self.analysis.update(traj, pmf="pmf" in names)
+        live = [name for name in FIGURE_NAMES if name in names]
+        omit = set() if full else self.analysis.reference_drawn & set(live)
+        fresh.update(self.analysis.figures(self.log_msd.value, live, omit_reference=omit))
+        self.analysis.reference_drawn |= set(live)
         return fresh

@@ -22,6 +22,7 @@ from widgets.app import create_app
 from widgets.app_liflow import ARRHENIUS, DEFAULT_MATERIAL, LiFlowApp
 from widgets.app_sessions import MAX_ROLLOUTS_ENV, RolloutSlots, max_rollouts_from_env
 from widgets.figures import LI_COLOUR
+from widgets.runs import ModelChoice
 from widgets.view3d import structure_figure
 
 from .conftest import brownian_choice
@@ -103,6 +104,20 @@ def test_reference_overlay_and_overlap_score_for_lgps():
     assert len(reference.x) > 10
     assert "overlap with reference MD" in app.figures["rdf"].layout.title.text
     assert "reference MD:" in app.summary.object
+
+
+def test_a_run_that_fails_at_its_first_step_replaces_the_last_runs_figures(tmp_path):
+    # Updates skip the figures of the start frame alone; a run that ends there must
+    # still clear the figures of the run before it.
+    failing = brownian_choice(fail_at_step=1)
+    failing = ModelChoice("fails at once", failing.card, factory=failing.factory)
+    app = make_app(tmp_path, [brownian_choice(), failing])
+    run(app, 6)
+    assert len(model_trace(app, "msd", "msd:Li:model").x) == 7
+    app.model.value = 1
+    run(app, 6)
+    assert app.rollout.status == "failed" and app.rollout.n_frames == 1
+    assert len(model_trace(app, "msd", "msd:Li:model").x) == 0
 
 
 def test_stop_ends_the_run_and_run_twice_is_refused(tmp_path):
@@ -300,3 +315,17 @@ def test_log_axes_and_pmf_plane_replace_the_shown_figures(tmp_path):
     app.plane.value = "bc"
     assert app.figures["pmf"].layout.xaxis.title.text == "along b (Å)"
     assert app.panes["pmf"].object is app.figures["pmf"]
+
+
+def test_only_the_open_views_tab_is_rebuilt_while_running_and_all_at_the_end(tmp_path):
+    app = make_app(tmp_path)
+    assert app._figures_shown() == {"msd"}
+    app.views.active = 1
+    assert app._figures_shown() == {"rdf"}
+    run(app, 6)
+    # The run ended with every figure current (other tabs, figure download).
+    assert len(model_trace(app, "msd", "msd:Li:model").x) == 7
+    assert app.figures["pmf"].layout.title.text.endswith("(7 frames)")
+    before = app.figures["pmf"]
+    app.views.active = 2  # opening a tab after the run redraws its figure
+    assert app.figures["pmf"] is not before and app.panes["pmf"].object is app.figures["pmf"]

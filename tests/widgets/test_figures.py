@@ -178,8 +178,14 @@ def test_live_analysis_leaves_the_reference_out_when_asked(traj):
     full = analysis.figures()
     assert any(t.meta == "msd:Li:reference" for t in full["msd"].data)
     assert full["msd"].layout.meta is None
-    partial = analysis.figures(reference=False)
+    assert set(full) == {"msd", "rdf", "pmf", "traces"}
+    partial = analysis.figures(names=["msd", "rdf"], omit_reference=["msd", "rdf"])
+    assert set(partial) == {"msd", "rdf"}
     for name in ("msd", "rdf"):
         assert not [t for t in partial[name].data if t.meta.endswith(":reference")]
         assert partial[name].layout.meta == {"omits": ["reference"]}
     assert partial["rdf"].layout.title.text == full["rdf"].layout.title.text  # overlap kept
+    only_rdf = analysis.figures(names=["msd", "rdf"], omit_reference=["rdf"])
+    assert any(t.meta == "msd:Li:reference" for t in only_rdf["msd"].data)
+    with pytest.raises(ValueError, match="unknown figures"):
+        analysis.figures(names=["msd", "arrhenius"])
