@@ -325,18 +325,33 @@ class LiFlowSimulator:
         Raises:
             SimulationDiverged: every one of 1 + ``max_retries`` proposals was rejected.
         """
+        # Structures of a batch are accepted one by one: only the structures whose step
+        # was rejected are drawn again (as a smaller batch), so one unstable replica
+        # neither costs a whole batch per re-sample nor waits for a draw that suits all.
+        n_structures = int(state.temperatures_K.numel())
+        pending = torch.ones(n_structures, dtype=torch.bool, device=state.positions.device)
+        step_delta = torch.zeros_like(state.positions)
         reason = ""
         for attempt in range(self.max_retries + 1):
-            delta = self.propose(state)
-            reason = self._rejection(state, delta)
-            if not reason:
-                new = state.positions + delta.to(torch.float64)
+            sub, atoms = _structures(state, pending)
+            delta = self.propose(sub)
+            bad, reason = self._rejected_structures(
+                sub, delta, _structure_index(sub), int(sub.temperatures_K.numel())
+            )
+            done = pending.clone()
+            done[pending] = ~bad  # the pending structures accepted now
+            accepted_atoms = (~bad)[_structure_index(sub)][:, None]
+            step_delta[atoms] = torch.where(
+                accepted_atoms, delta.to(step_delta.dtype), step_delta[atoms]
+            )
+            pending &= ~done
+            if not bool(pending.any()):
                 return replace(
                     state,
-                    positions=new,
+                    positions=state.positions + step_delta,
                     step=state.step + 1,
                     time_ps=(state.step + 1) * state.time_step_ps,
-                    max_displacement_A=float(torch.linalg.vector_norm(delta, dim=-1).max()),
+                    max_displacement_A=float(torch.linalg.vector_norm(step_delta, dim=-1).max()),
                     retries=attempt,
                 )
         step = state.step + 1
@@ -383,25 +398,41 @@ class LiFlowSimulator:
 
     def _rejection(self, state: LiFlowState, delta: torch.Tensor) -> str:
         """Why a proposed step is rejected ('' when it is accepted)."""
-        if not bool(torch.isfinite(delta).all()):
-            return "non-finite displacement (NaN/inf) predicted"
-        norms = torch.linalg.vector_norm(delta, dim=-1)
-        worst = int(norms.argmax())
-        if float(norms[worst]) > self.max_step_A:
-            return (
+        structure = _structure_index(state)
+        n_structures = int(state.temperatures_K.numel())
+        _, reason = self._rejected_structures(state, delta, structure, n_structures)
+        return reason
+
+    def _rejected_structures(
+        self, state: LiFlowState, delta: torch.Tensor, structure: torch.Tensor, n: int
+    ) -> tuple[torch.Tensor, str]:
+        """(B,) bool: which structures' proposed step is rejected, and the first reason."""
+        bad = torch.zeros(n, dtype=torch.bool, device=delta.device)
+        reasons = []
+        finite = torch.isfinite(delta).all(dim=-1)
+        if not bool(finite.all()):
+            bad[structure[~finite]] = True
+            reasons.append("non-finite displacement (NaN/inf) predicted")
+        norms = torch.nan_to_num(torch.linalg.vector_norm(delta, dim=-1), nan=0.0)
+        too_far = norms > self.max_step_A
+        if bool(too_far.any()):
+            bad[structure[too_far]] = True
+            worst = int(norms.argmax())
+            reasons.append(
                 f"atom {worst} moved {float(norms[worst]):.2f} Å in one step "
                 f"(bound {self.max_step_A:g} Å)"
             )
-        new = state.positions + delta.to(torch.float64)
+        new = state.positions + torch.nan_to_num(delta).to(torch.float64)
         cell = state.cell.to(torch.float64)
         close = radius_graph(new, cell, self.min_distance_A, state.batch, _graph_pbc(state))
         if close.num_edges:
+            bad[structure[close.edge_index[0]]] = True
             i, j = (int(v) for v in close.edge_index[:, 0])
-            return (
+            reasons.append(
                 f"atoms {i} and {j} are {float(close.distances[0]):.3f} Å apart "
                 f"(minimum {self.min_distance_A:g} Å)"
             )
-        return ""
+        return bad, (reasons[0] if reasons else "")
 
     def _check_temperature(self, t: float) -> float:
         if not (math.isfinite(t) and t > 0):
@@ -438,6 +469,35 @@ def _check_knobs(corrector_strength: float, flow_steps: int) -> None:
         raise MDConfigError(f"corrector_strength must lie in [0, 1], got {corrector_strength}")
     if int(flow_steps) != flow_steps or flow_steps < 1:
         raise MDConfigError(f"flow_steps must be an integer >= 1, got {flow_steps}")
+
+
+def _structures(state: LiFlowState, keep: torch.Tensor) -> tuple[LiFlowState, torch.Tensor]:
+    """The state restricted to the structures where ``keep`` (B,) is true, and the (N,)
+    mask of their atoms; the state itself when it keeps them all."""
+    if bool(keep.all()):
+        return state, torch.ones_like(state.numbers, dtype=torch.bool)
+    atoms = keep[state.batch]
+    renumbered = torch.cumsum(keep.long(), 0) - 1
+    sub = replace(
+        state,
+        numbers=state.numbers[atoms],
+        positions=state.positions[atoms],
+        cell=state.cell[keep],
+        pbc=state.pbc[keep],
+        masses=state.masses[atoms],
+        batch=renumbered[state.batch[atoms]],
+        temperatures_K=state.temperatures_K[keep],
+        std_propagator=state.std_propagator[atoms],
+        std_corrector=state.std_corrector[atoms],
+    )
+    return sub, atoms
+
+
+def _structure_index(state: LiFlowState) -> torch.Tensor:
+    """(N,) structure index of every atom (zeros for a single structure)."""
+    if state.batch is not None:
+        return state.batch
+    return torch.zeros(state.positions.shape[0], dtype=torch.long, device=state.positions.device)
 
 
 def _graph_pbc(state: LiFlowState) -> torch.Tensor:

@@ -257,3 +257,31 @@ def test_compile_routes_both_flows_through_the_compiled_networks(monkeypatch):
     b = eager.step(eager.prepare(structure(), 800.0, flow_steps=3, corrector_strength=1.0, seed=4))
     assert calls.count(prop) == 3 and calls.count(corr) == 3
     torch.testing.assert_close(a.positions, b.positions)  # same networks, same draws
+
+
+def test_a_batch_redraws_only_the_structures_whose_step_was_rejected() -> None:
+    sizes: list[int] = []
+
+    def second_jumps_once(x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        # atom 8 (structure 1) jumps 20 Å in the first proposal only
+        sizes.append(x.shape[0])
+        v = torch.zeros_like(d)
+        if len(sizes) == 1:
+            v[8, 0] = 20.0
+        return v
+
+    sim = LiFlowSimulator(Spy(second_jumps_once), None, PRIOR)
+    state = sim.prepare_batch([structure(), structure()], [800.0, 800.0], seed=4, flow_steps=1)
+    copy = dataclasses.replace(state, generator=torch.Generator().manual_seed(4))
+    state = dataclasses.replace(state, generator=torch.Generator().manual_seed(4))
+    first_draw = sim.propose(copy)  # what step() draws first (same noise)
+    sizes.clear()
+    new = sim.step(state)
+    assert new.retries == 1
+    assert sizes == [16, 8]  # the redraw is a batch of the rejected structure alone
+    delta = new.positions - state.positions
+    torch.testing.assert_close(delta[:8], first_draw[:8].to(DTYPE))  # accepted at once: kept
+    assert float(delta[8:].norm(dim=-1).max()) < 5.0  # the jump was drawn again
+    assert not torch.allclose(delta[8:], first_draw[8:].to(DTYPE))
+    masses = state.masses[8:, None]
+    torch.testing.assert_close((masses * delta[8:]).sum(0), torch.zeros(3, dtype=DTYPE))
