@@ -396,13 +396,6 @@ class LiFlowSimulator:
             state.batch, graph, self._forwards.get(id(model)),
         )  # fmt: skip
 
-    def _rejection(self, state: LiFlowState, delta: torch.Tensor) -> str:
-        """Why a proposed step is rejected ('' when it is accepted)."""
-        structure = _structure_index(state)
-        n_structures = int(state.temperatures_K.numel())
-        _, reason = self._rejected_structures(state, delta, structure, n_structures)
-        return reason
-
     def _rejected_structures(
         self, state: LiFlowState, delta: torch.Tensor, structure: torch.Tensor, n: int
     ) -> tuple[torch.Tensor, str]:
