@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -101,8 +102,31 @@ def server() -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             os.kill(process.pid, signal.SIGKILL)
             process.wait(timeout=20)
-    text = log_path.read_text(errors="replace")
+    text = without_closed_websocket_noise(log_path.read_text(errors="replace"))
     assert "Traceback" not in text, text[-3000:]
+
+
+# asyncio's report of a Tornado write that lost the race with a closing browser tab
+# ("Task exception was never retrieved ... WebSocketClosedError"): Bokeh's websocket
+# writes are not ours to await, and the closed session is stopped right after.
+_CLOSED_WEBSOCKET = re.compile(
+    r"Task exception was never retrieved\n(?:.*\n)*?tornado\.websocket\.WebSocketClosedError\n"
+)
+
+
+def without_closed_websocket_noise(log: str) -> str:
+    """The server log without those reports; any other traceback stays."""
+    return _CLOSED_WEBSOCKET.sub("", log)
+
+
+def test_only_the_closed_websocket_report_is_dropped_from_the_log():
+    noise = (
+        "Task exception was never retrieved\nfuture: <Task ...>\nTraceback (most recent "
+        'call last):\n  File "x", line 1\ntornado.websocket.WebSocketClosedError\n'
+    )
+    ours = 'Traceback (most recent call last):\n  File "app.py"\nValueError: bug\n'
+    assert without_closed_websocket_noise("a\n" + noise + "b\n") == "a\nb\n"
+    assert "Traceback" in without_closed_websocket_noise(noise + ours)
 
 
 @pytest.fixture(scope="module")
