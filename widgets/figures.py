@@ -499,7 +499,7 @@ def _as_data(value: Any) -> Any:
     """
     if isinstance(value, np.ndarray):
         if value.ndim > 1:
-            return [[None if not np.isfinite(v) else float(v) for v in row] for row in value]
+            return np.where(np.isfinite(value), value, None).tolist()
         if value.dtype.kind in "fiu":
             return np.ascontiguousarray(value, dtype=np.float64)
         return value.tolist()

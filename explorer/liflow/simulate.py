@@ -328,23 +328,18 @@ class LiFlowSimulator:
         # Structures of a batch are accepted one by one: only the structures whose step
         # was rejected are drawn again (as a smaller batch), so one unstable replica
         # neither costs a whole batch per re-sample nor waits for a draw that suits all.
-        n_structures = int(state.temperatures_K.numel())
-        pending = torch.ones(n_structures, dtype=torch.bool, device=state.positions.device)
+        pending = torch.ones_like(state.temperatures_K, dtype=torch.bool)
         step_delta = torch.zeros_like(state.positions)
         reason = ""
         for attempt in range(self.max_retries + 1):
             sub, atoms = _structures(state, pending)
             delta = self.propose(sub)
-            bad, reason = self._rejected_structures(
-                sub, delta, _structure_index(sub), int(sub.temperatures_K.numel())
-            )
-            done = pending.clone()
-            done[pending] = ~bad  # the pending structures accepted now
-            accepted_atoms = (~bad)[_structure_index(sub)][:, None]
+            bad, reason = self._rejected_structures(sub, delta, atoms.nonzero().squeeze(1))
+            accepted = (~bad)[_structure_index(sub)]
             step_delta[atoms] = torch.where(
-                accepted_atoms, delta.to(step_delta.dtype), step_delta[atoms]
+                accepted[:, None], delta.to(step_delta.dtype), step_delta[atoms]
             )
-            pending &= ~done
+            pending[pending.clone()] = bad  # of the pending structures, the rejected ones
             if not bool(pending.any()):
                 return replace(
                     state,
@@ -397,10 +392,12 @@ class LiFlowSimulator:
         )  # fmt: skip
 
     def _rejected_structures(
-        self, state: LiFlowState, delta: torch.Tensor, structure: torch.Tensor, n: int
+        self, state: LiFlowState, delta: torch.Tensor, atom_ids: torch.Tensor
     ) -> tuple[torch.Tensor, str]:
-        """(B,) bool: which structures' proposed step is rejected, and the first reason."""
-        bad = torch.zeros(n, dtype=torch.bool, device=delta.device)
+        """(B,) bool: which structures' proposed step is rejected, and the first reason,
+        naming atoms by ``atom_ids`` (their indices in the whole batch)."""
+        structure = _structure_index(state)
+        bad = torch.zeros_like(state.temperatures_K, dtype=torch.bool)
         reasons = []
         finite = torch.isfinite(delta).all(dim=-1)
         if not bool(finite.all()):
@@ -412,7 +409,7 @@ class LiFlowSimulator:
             bad[structure[too_far]] = True
             worst = int(norms.argmax())
             reasons.append(
-                f"atom {worst} moved {float(norms[worst]):.2f} Å in one step "
+                f"atom {int(atom_ids[worst])} moved {float(norms[worst]):.2f} Å in one step "
                 f"(bound {self.max_step_A:g} Å)"
             )
         new = state.positions + torch.nan_to_num(delta).to(torch.float64)
@@ -420,7 +417,7 @@ class LiFlowSimulator:
         close = radius_graph(new, cell, self.min_distance_A, state.batch, _graph_pbc(state))
         if close.num_edges:
             bad[structure[close.edge_index[0]]] = True
-            i, j = (int(v) for v in close.edge_index[:, 0])
+            i, j = (int(atom_ids[v]) for v in close.edge_index[:, 0])
             reasons.append(
                 f"atoms {i} and {j} are {float(close.distances[0]):.3f} Å apart "
                 f"(minimum {self.min_distance_A:g} Å)"

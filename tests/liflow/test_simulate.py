@@ -285,3 +285,15 @@ def test_a_batch_redraws_only_the_structures_whose_step_was_rejected() -> None:
     assert not torch.allclose(delta[8:], first_draw[8:].to(DTYPE))
     masses = state.masses[8:, None]
     torch.testing.assert_close((masses * delta[8:]).sum(0), torch.zeros(3, dtype=DTYPE))
+
+
+def test_a_redrawn_structure_names_its_atoms_by_their_batch_index() -> None:
+    def last_atom_jumps(x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        v = torch.zeros_like(d)
+        v[-1, 0] = 20.0  # atom 15 of the batch; atom 7 of a redrawn structure 1 alone
+        return v
+
+    sim = LiFlowSimulator(Spy(last_atom_jumps), None, PRIOR, max_retries=2)
+    state = sim.prepare_batch([structure(), structure()], [800.0, 800.0], flow_steps=1)
+    with pytest.raises(SimulationDiverged, match="atom 15 moved"):
+        sim.step(state)
