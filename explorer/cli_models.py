@@ -227,6 +227,18 @@ def _add_liflow_train(families: argparse._SubParsersAction) -> None:
         default=None,
         help="train through torch.compile (default: on for --bundle, off for --data)",
     )
+    p.add_argument(
+        "--modules-only",
+        action="store_true",
+        help="--bundle: train the Propagator and Corrector into the work dir and stop "
+        "(no classifier, combination or evaluation), e.g. on a GPU machine",
+    )
+    p.add_argument("--work-dir", help="--bundle: where modules and their states are kept")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        help="--bundle: stop each module at its first validation after this many minutes",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=_run_liflow_train)
 
@@ -286,11 +298,21 @@ def _run_liflow_bundle(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         compile=defaults.compile if args.compile is None else args.compile,
+        max_wall_s=None if args.max_minutes is None else 60.0 * args.max_minutes,
     )
     names = None if args.bundle == ["all"] else args.bundle
     out_dir = Path(args.out_dir) if args.out_dir else CHECKPOINT_DIR
-    for path in build_bundles(names, settings, out_dir=out_dir, progress=not args.no_progress):
-        print(f"{path}: built")
+    extra = {"work_dir": Path(args.work_dir)} if args.work_dir else {}
+    paths = build_bundles(
+        names,
+        settings,
+        out_dir=out_dir,
+        progress=not args.no_progress,
+        modules_only=args.modules_only,
+        **extra,
+    )
+    for path in paths:
+        print(f"{path}: {'modules trained' if args.modules_only else 'built'}")
     return 0
 
 

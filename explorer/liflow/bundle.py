@@ -122,6 +122,7 @@ class BundleSettings:
         device: ``auto``, ``cpu`` or ``cuda``.
         compile: train through ``torch.compile`` (2.3× faster steps on one CPU core
             here, see :class:`~explorer.liflow.train.TrainConfig`).
+        max_wall_s: training time limit per module, s (``None``: none).
     """
 
     features: int = 64
@@ -140,6 +141,7 @@ class BundleSettings:
     knob_seeds: int = 2
     device: str = "auto"
     compile: bool = True
+    max_wall_s: float | None = None
 
     def train_config(self, kind: str, elements: Sequence[int], choices: tuple) -> TrainConfig:
         """The :class:`TrainConfig` of the Propagator or Corrector of a bundle."""
@@ -165,6 +167,7 @@ class BundleSettings:
             prior_choices=choices,
             device=self.device,
             compile=self.compile,
+            max_wall_s=self.max_wall_s,
         )
 
 
@@ -342,7 +345,7 @@ def _without_model(config: TrainConfig) -> dict[str, Any]:
 
 def _training_record(card: dict[str, Any]) -> dict[str, Any]:
     keys = ("train_config", "best_val_loss", "best_step", "steps", "wall_time_s")
-    return {k: card.get(k) for k in (*keys, "stopped_early", "history")}
+    return {k: card.get(k) for k in (*keys, "stopped_early", "stopped_at_time_limit", "history")}
 
 
 def build_bundle(
@@ -355,9 +358,16 @@ def build_bundle(
     runs: Sequence[ReferenceRun] = REFERENCE_RUNS,
     command: str | None = None,
     progress: bool = True,
+    modules_only: bool = False,
     log: Callable[[str], None] = print,
 ) -> Path:
-    """Train, combine and evaluate one bundled checkpoint; returns its card path."""
+    """Train, combine and evaluate one bundled checkpoint; returns its card path.
+
+    With ``modules_only`` it stops after training the Propagator and Corrector into
+    ``work_dir`` and returns the Propagator's card there: for training on a GPU
+    machine and combining and evaluating elsewhere (a later call with the same
+    settings and work dir reuses the modules instead of retraining them).
+    """
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     files = split_files("train", plan.materials, reference_dir, runs)
@@ -372,6 +382,8 @@ def build_bundle(
         modules[kind], cards[kind] = _train_module(
             kind, plan.name, files, config, work_dir, progress, log
         )
+    if modules_only:
+        return work_dir / f"{plan.name}.propagator.json"
     all_training = split_files("train", None, reference_dir, runs)
     heldout = split_files("heldout", None, reference_dir, runs)
     selector, selector_report = _selector(work_dir, all_training, heldout, settings.seed, log)

@@ -13,9 +13,17 @@ checkpoint card says otherwise):
 3. The mass-weighted centre-of-mass drift of the total step Δ = x'' − x is removed,
    Δ ← Δ − Σ m_i Δ_i / Σ m_i (per structure), and x ← x + Δ.
 4. Divergence check: a non-finite Δ, a per-atom |Δ_i| above ``max_step_A`` (10 Å), or two
-   atoms closer than ``min_distance_A`` (0.5 Å) after the step rejects the proposal; it is
-   drawn again with fresh noise up to ``max_retries`` (3) times, then
-   :class:`~explorer.errors.SimulationDiverged` names the step and the reason.
+   atoms closer than ``min_distance_A`` (0.5 Å) after the step rejects the proposal of
+   that structure; it is drawn again up to ``max_retries`` (3) times, then
+   :class:`~explorer.errors.SimulationDiverged` names the step and the reason. A redraw
+   renews the prior noise ε only of the offending atoms (the clashing pair, the atom that
+   jumped) and of every atom within ``resample_radius_A`` (4 Å) of them, and keeps the
+   rest: the official test script re-draws the whole structure, which works for training
+   size cells but not for large supercells, where some pair among thousands of atoms
+   comes too close in almost every draw (LGPS 4×4×4, 3,200 atoms: 4 whole draws in a row
+   rejected at step 1). Regions further apart than the networks' receptive field are
+   independent, so a local redraw is the same rejection sampling restricted to where the
+   draw failed. A non-finite proposal renews the whole structure's noise.
 
 The Propagator prior σ_P is the card's prior (adaptive, Maxwell–Boltzmann or isotropic)
 with the user's variance multipliers λ_Li, λ_frame (``σ² ← λ σ²``, 1 = as trained); the
@@ -77,10 +85,12 @@ def integrate_flow(
     batch: torch.Tensor | None = None,
     graph: PeriodicGraph | None = None,
     forward: Callable[..., torch.Tensor] | None = None,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Generate one displacement (N, 3) in Å by Euler integration of a LiFlow flow.
 
-    ``d_0 = σ ε`` (ε ~ N(0, I)), then for k = 0 … N−1 with t_k = k / N:
+    ``d_0 = σ ε`` (ε ~ N(0, I); ``noise`` gives ε (N, 3), else it is drawn), then for
+    k = 0 … N−1 with t_k = k / N:
     ``d ← d + (1/N) · model(numbers, positions, d, cell, T, t_k, batch, graph)``.
     ``graph`` (the radius graph of ``positions``) is built once when absent and reused for
     every flow step; ``std`` sets the dtype and device of the result. ``forward``
@@ -91,7 +101,7 @@ def integrate_flow(
     if graph is None:
         graph = radius_graph(positions, cell, model.config.cutoff, batch=batch)
     net = forward if forward is not None else model
-    d = sample_prior(std, generator)
+    d = sample_prior(std, generator) if noise is None else std[:, None] * noise.to(std.dtype)
     dt = 1.0 / flow_steps
     for k in range(flow_steps):
         d = d + dt * net(numbers, positions, d, cell, temperature_K, k * dt, batch, graph)
@@ -142,6 +152,8 @@ class LiFlowSimulator:
             warning); None skips the check.
         name: checkpoint name used in messages.
         max_step_A, min_distance_A, max_retries: divergence criteria (module doc).
+        resample_radius_A: a redraw renews the noise of atoms within this distance of
+            the offending ones (module doc), Å.
         compile: evaluate the networks through ``torch.compile`` (3.6× faster flow
             steps for 800 atoms on one CPU core here, after about a minute of compiling
             per module and graph size class: for long or benchmark runs, not the
@@ -163,6 +175,7 @@ class LiFlowSimulator:
         max_retries: int = 3,
         selector: PriorSelector | None = None,
         compile: bool = False,
+        resample_radius_A: float = 4.0,
     ) -> None:
         self.propagator = propagator.eval()
         self.corrector = corrector.eval() if corrector is not None else None
@@ -179,6 +192,9 @@ class LiFlowSimulator:
         self.name = name
         self.max_step_A, self.min_distance_A = float(max_step_A), float(min_distance_A)
         self.max_retries = int(max_retries)
+        if not resample_radius_A >= 0:
+            raise MDConfigError(f"resample_radius_A must be >= 0, got {resample_radius_A}")
+        self.resample_radius_A = float(resample_radius_A)
         self.selector = selector.eval() if selector is not None else None
 
     @classmethod
@@ -327,14 +343,17 @@ class LiFlowSimulator:
         """
         # Structures of a batch are accepted one by one: only the structures whose step
         # was rejected are drawn again (as a smaller batch), so one unstable replica
-        # neither costs a whole batch per re-sample nor waits for a draw that suits all.
+        # neither costs a whole batch per re-sample nor waits for a draw that suits all;
+        # within a rejected structure only the noise around the offending atoms is renewed.
+        noise = self._draw_noise(state, torch.ones_like(state.numbers, dtype=torch.bool))
         pending = torch.ones_like(state.temperatures_K, dtype=torch.bool)
         step_delta = torch.zeros_like(state.positions)
         reason = ""
         for attempt in range(self.max_retries + 1):
             sub, atoms = _structures(state, pending)
-            delta = self.propose(sub)
-            bad, reason = self._rejected_structures(sub, delta, atoms.nonzero().squeeze(1))
+            atom_ids = atoms.nonzero().squeeze(1)
+            delta = self.propose(sub, noise=tuple(n[atoms] for n in noise))
+            bad, reason, offenders = self._rejected_structures(sub, delta, atom_ids)
             accepted = (~bad)[_structure_index(sub)]
             step_delta[atoms] = torch.where(
                 accepted[:, None], delta.to(step_delta.dtype), step_delta[atoms]
@@ -349,6 +368,12 @@ class LiFlowSimulator:
                     max_displacement_A=float(torch.linalg.vector_norm(step_delta, dim=-1).max()),
                     retries=attempt,
                 )
+            renew = torch.zeros_like(atoms)
+            renew[atom_ids] = self._redraw_region(sub, offenders)
+            fresh = self._draw_noise(state, renew)
+            noise = tuple(
+                torch.where(renew[:, None], f, n) for f, n in zip(fresh, noise, strict=True)
+            )
         step = state.step + 1
         raise SimulationDiverged(
             f"LiFlow ({self.name}) diverged at step {step} (t = {step * state.time_step_ps:g} "
@@ -370,43 +395,93 @@ class LiFlowSimulator:
         )
 
     # -- internals -------------------------------------------------------------------
-    def propose(self, state: LiFlowState) -> torch.Tensor:
-        """A proposed total step Δ (N, 3) in Å, CoM drift removed (not yet checked)."""
+    def propose(
+        self, state: LiFlowState, noise: tuple[torch.Tensor, ...] | None = None
+    ) -> torch.Tensor:
+        """A proposed total step Δ (N, 3) in Å, CoM drift removed (not yet checked).
+
+        ``noise``: the standard-normal prior draws ε (N, 3) of the Propagator and, when
+        it runs, the Corrector (:meth:`_draw_noise`); drawn here when absent.
+        """
         _, dtype = _param(self.propagator)
+        if noise is None:
+            noise = self._draw_noise(state, torch.ones_like(state.numbers, dtype=torch.bool))
         x = state.positions.to(dtype)
         args = (state.numbers, state.cell, state.temperatures_K)
-        d = self._flow(self.propagator, x, state.std_propagator, state, args)
+        d = self._flow(self.propagator, x, state.std_propagator, state, args, noise[0])
         s = state.corrector_strength
-        if self.corrector is not None and s > 0 and bool(torch.isfinite(d).all()):
-            d = d + s * self._flow(self.corrector, x + d, state.std_corrector, state, args)
+        if self._runs_corrector(state) and bool(torch.isfinite(d).all()):
+            c = self._flow(self.corrector, x + d, state.std_corrector, state, args, noise[1])
+            d = d + s * c
         return remove_center_of_mass(d, state.masses, state.batch)
 
+    def _runs_corrector(self, state: LiFlowState) -> bool:
+        return self.corrector is not None and state.corrector_strength > 0
+
+    def _draw_noise(self, state: LiFlowState, atoms: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """ε ~ N(0, I) of shape (N, 3) for the Propagator and, if it runs, the Corrector;
+        rows outside the (N,) mask ``atoms`` are zero (placeholders to be replaced)."""
+        _, dtype = _param(self.propagator)
+        n = int(atoms.sum())
+        draws = []
+        for _ in range(2 if self._runs_corrector(state) else 1):
+            eps = torch.zeros((atoms.shape[0], 3), dtype=dtype, device=state.positions.device)
+            eps[atoms] = torch.randn(
+                (n, 3), generator=state.generator, dtype=dtype, device=eps.device
+            )
+            draws.append(eps)
+        return tuple(draws)
+
+    def _redraw_region(self, state: LiFlowState, offenders: torch.Tensor) -> torch.Tensor:
+        """(N,) mask of the atoms whose noise a redraw renews: the ``offenders`` and
+        every atom within ``resample_radius_A`` of one (periodic images included)."""
+        region = offenders.clone()
+        if self.resample_radius_A > 0 and bool(offenders.any()):
+            graph = radius_graph(
+                state.positions, state.cell.to(torch.float64), self.resample_radius_A,
+                state.batch, _graph_pbc(state),
+            )  # fmt: skip
+            src, dst = graph.edge_index
+            region[dst[offenders[src]]] = True
+        return region
+
     def _flow(
-        self, model: FlowModel, x: torch.Tensor, std: torch.Tensor, state: LiFlowState, args: tuple
+        self,
+        model: FlowModel,
+        x: torch.Tensor,
+        std: torch.Tensor,
+        state: LiFlowState,
+        args: tuple,
+        noise: torch.Tensor,
     ) -> torch.Tensor:
         numbers, cell, temps = args
         graph = model.build_graph(x, cell, state.batch, _graph_pbc(state))
         return integrate_flow(
             model, numbers, x, cell, temps, std, state.generator, state.flow_steps,
-            state.batch, graph, self._forwards.get(id(model)),
+            state.batch, graph, self._forwards.get(id(model)), noise,
         )  # fmt: skip
 
     def _rejected_structures(
         self, state: LiFlowState, delta: torch.Tensor, atom_ids: torch.Tensor
-    ) -> tuple[torch.Tensor, str]:
-        """(B,) bool: which structures' proposed step is rejected, and the first reason,
-        naming atoms by ``atom_ids`` (their indices in the whole batch)."""
+    ) -> tuple[torch.Tensor, str, torch.Tensor]:
+        """Which structures' proposed step is rejected (B,) bool, the first reason (naming
+        atoms by ``atom_ids``, their indices in the whole batch), and the offending atoms
+        (N,) bool: every atom of a structure with a non-finite Δ, atoms moved too far,
+        both atoms of a close pair."""
         structure = _structure_index(state)
         bad = torch.zeros_like(state.temperatures_K, dtype=torch.bool)
+        offenders = torch.zeros_like(structure, dtype=torch.bool)
         reasons = []
         finite = torch.isfinite(delta).all(dim=-1)
         if not bool(finite.all()):
             bad[structure[~finite]] = True
+            offenders |= bad[structure]
             reasons.append("non-finite displacement (NaN/inf) predicted")
         norms = torch.nan_to_num(torch.linalg.vector_norm(delta, dim=-1), nan=0.0)
         too_far = norms > self.max_step_A
         if bool(too_far.any()):
             bad[structure[too_far]] = True
+            offenders |= too_far
             worst = int(norms.argmax())
             reasons.append(
                 f"atom {int(atom_ids[worst])} moved {float(norms[worst]):.2f} Å in one step "
@@ -417,12 +492,13 @@ class LiFlowSimulator:
         close = radius_graph(new, cell, self.min_distance_A, state.batch, _graph_pbc(state))
         if close.num_edges:
             bad[structure[close.edge_index[0]]] = True
+            offenders[close.edge_index.flatten()] = True
             i, j = (int(atom_ids[v]) for v in close.edge_index[:, 0])
             reasons.append(
                 f"atoms {i} and {j} are {float(close.distances[0]):.3f} Å apart "
                 f"(minimum {self.min_distance_A:g} Å)"
             )
-        return bad, (reasons[0] if reasons else "")
+        return bad, (reasons[0] if reasons else ""), offenders
 
     def _check_temperature(self, t: float) -> float:
         if not (math.isfinite(t) and t > 0):

@@ -58,7 +58,7 @@ __all__ = ["TrainConfig", "TrainResult", "make_example", "train"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # How a run executes, not what it learns: free to change when resuming or reusing.
-EXECUTION_SETTINGS = ("device", "compile")
+EXECUTION_SETTINGS = ("device", "compile", "max_wall_s")
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,9 @@ class TrainConfig:
             fusing them made a training step 2.3× faster on one CPU core here
             (``bench/liflow_speed.py``), after about a minute of compiling. Falls back
             to eager mode, with a log line, where compiling fails (no C++ compiler).
+        max_wall_s: stop at the first evaluation after this many seconds of training
+            (resumed time included); ``None``: no limit. For leases of fixed length,
+            e.g. a GPU machine: the card records ``stopped_at_time_limit``.
     """
 
     kind: Literal["propagator", "corrector"] = "propagator"
@@ -109,6 +112,7 @@ class TrainConfig:
     device: str = "auto"
     dtype: str = "float32"
     compile: bool = False
+    max_wall_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("propagator", "corrector"):
@@ -145,6 +149,7 @@ class TrainResult:
     wall_time_s: float
     history: list[tuple[int, float, float]]
     stopped_early: bool
+    stopped_at_time_limit: bool = False
     card_path: Path | None = None
     state_path: Path | None = None
 
@@ -256,6 +261,8 @@ def _card(
         "steps": result.steps,
         "wall_time_s": result.wall_time_s,
         "stopped_early": result.stopped_early,
+        "stopped_at_time_limit": result.stopped_at_time_limit,
+        "history": [list(h) for h in result.history],
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "torch_version": torch.__version__,
         **(extra or {}),
@@ -327,11 +334,11 @@ def train(
         history = [tuple(h) for h in saved["history"]]
         elapsed = saved["wall_time_s"]
 
-    start, window, stopped = time.perf_counter() - elapsed, [], False
+    start, window, stopped, out_of_time = time.perf_counter() - elapsed, [], False, False
     bar = tqdm(total=config.max_steps, initial=step, disable=not progress, desc=config.kind)
     forward = maybe_compile(model, config.compile, log)
     model.train()
-    while step < config.max_steps and not stopped:
+    while step < config.max_steps and not (stopped or out_of_time):
         example = make_example(_draw(srcs, train_index, config, rng), config, generator, device)
         loss = flow_matching_loss(model, example, forward)
         optimizer.zero_grad(set_to_none=True)
@@ -352,6 +359,9 @@ def train(
         else:
             bad_evals += 1
         stopped = bad_evals >= config.patience
+        out_of_time = (
+            config.max_wall_s is not None and time.perf_counter() - start > config.max_wall_s
+        )
         if log is not None:
             train_mean = history[-1][1]
             log(f"step {step}: train {train_mean:.5g} Å², val {val:.5g} Å² (best {best_val:.5g})")
@@ -383,6 +393,7 @@ def train(
         wall_time_s=time.perf_counter() - start,
         history=history,
         stopped_early=stopped,
+        stopped_at_time_limit=out_of_time and not stopped,
         state_path=Path(state_path) if state_path is not None else None,
     )
     if out_name is not None:

@@ -168,6 +168,27 @@ def test_rebuilding_reuses_trained_modules(built, references):
         assert np.array_equal(value.numpy(), after[key].numpy())
 
 
+def test_modules_only_trains_into_the_work_dir_and_a_full_build_reuses_them(
+    references, tmp_path
+):
+    plan = BundlePlan("liflow_toy", ("toyA",))
+    work, out = tmp_path / "work", tmp_path / "out"
+    path = build_bundle(
+        plan, TINY, reference_dir=references, out_dir=out, work_dir=work, runs=RUNS,
+        progress=False, modules_only=True, log=lambda _: None,
+    )  # fmt: skip
+    assert path == work / "liflow_toy.propagator.json" and path.exists()
+    assert (work / "liflow_toy.corrector.json").exists()
+    assert not out.exists()  # neither combined nor evaluated
+    logs: list[str] = []
+    card_path = build_bundle(
+        plan, TINY, reference_dir=references, out_dir=out, work_dir=work, runs=RUNS,
+        command="pytest", progress=False, log=logs.append,
+    )  # fmt: skip
+    assert not any("training on" in line for line in logs)
+    assert "evaluation" in read_card(card_path)
+
+
 def test_a_changed_corrector_setting_retrains_only_the_corrector(built, references, tmp_path):
     import dataclasses
     import shutil

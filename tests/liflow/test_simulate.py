@@ -297,3 +297,55 @@ def test_a_redrawn_structure_names_its_atoms_by_their_batch_index() -> None:
     state = sim.prepare_batch([structure(), structure()], [800.0, 800.0], flow_steps=1)
     with pytest.raises(SimulationDiverged, match="atom 15 moved"):
         sim.step(state)
+
+
+def test_a_redraw_renews_the_noise_only_around_the_offending_atom() -> None:
+    calls = {"n": 0}
+
+    def atom0_jumps_once(x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        v = torch.zeros_like(d)
+        if calls["n"] == 1:
+            v[0, 0] = 20.0  # rejected: moved further than max_step_A
+        return v
+
+    atoms = structure().repeat((3, 3, 3))  # 216 atoms, 3 Å apart, in an 18 Å cube
+    sim = LiFlowSimulator(Spy(atom0_jumps_once), None, PRIOR, resample_radius_A=4.0)
+    state = sim.prepare(atoms, temperature_K=800.0, seed=7, flow_steps=1)
+    copy = dataclasses.replace(state, generator=torch.Generator().manual_seed(7))
+    state = dataclasses.replace(state, generator=torch.Generator().manual_seed(7))
+    first = sim.propose(copy)  # the rejected first proposal (same noise as step's)
+    calls["n"] = 0
+    new = sim.step(state)
+    assert new.retries == 1
+    delta = new.positions - state.positions
+    change = delta - first.to(DTYPE)
+    # Minimum-image distances to atom 0: its 6 axial neighbours are 3 Å away, the
+    # next ones 4.24 Å, so the redraw renews atom 0 and 6 others.
+    rel = atoms.get_distances(0, range(len(atoms)), mic=True)
+    region = torch.as_tensor(rel <= 4.0)
+    assert int(region.sum()) == 7
+    # Outside the region the noise is kept: the step differs only by the CoM correction,
+    # the same vector for every atom.
+    outside = change[~region]
+    torch.testing.assert_close(outside, outside[:1].expand_as(outside), rtol=0, atol=1e-12)
+    inside = change[region] - outside[:1]
+    assert bool((inside.norm(dim=-1) > 1e-6).all())
+    assert float(delta.norm(dim=-1).max()) < 5.0
+
+
+def test_the_redraw_region_is_the_offenders_and_their_neighbours() -> None:
+    atoms = structure().repeat((2, 2, 2))  # 64 atoms, 12 Å cube
+    offenders = torch.zeros(len(atoms), dtype=torch.bool)
+    offenders[[0, 63]] = True
+    rel = np.minimum(
+        atoms.get_distances(0, range(len(atoms)), mic=True),
+        atoms.get_distances(63, range(len(atoms)), mic=True),
+    )
+    for radius in (0.0, 3.5, 5.0):
+        sim = simulator(resample_radius_A=radius)
+        region = sim._redraw_region(sim.prepare(atoms, temperature_K=800.0), offenders)
+        expected = torch.as_tensor(rel <= radius) | offenders
+        assert torch.equal(region, expected), radius
+    with pytest.raises(MDConfigError, match="resample_radius_A"):
+        simulator(resample_radius_A=-1.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -158,6 +159,20 @@ def test_early_stopping_restores_best_weights(sources, tmp_path):
     final = res.model.state_dict()
     assert all(torch.equal(final[k], v) for k, v in saved["best_weights"].items())
     assert any(not torch.equal(final[k], v) for k, v in saved["model"].items())
+
+
+def test_a_time_limit_stops_at_the_next_validation_and_is_recorded(sources, tmp_path):
+    cfg = config(max_steps=40, eval_every=4, max_wall_s=0.0)
+    res = train(sources, cfg, out_name="limited", out_dir=tmp_path, progress=False)
+    assert res.steps == 4 and res.stopped_at_time_limit and not res.stopped_early
+    card = json.loads((tmp_path / "limited.json").read_text())
+    assert card["stopped_at_time_limit"] is True and card["steps"] == 4
+    assert [row[0] for row in card["history"]] == [4]
+    unlimited = train(sources, config(max_steps=8, eval_every=4), progress=False)
+    assert unlimited.steps == 8 and not unlimited.stopped_at_time_limit
+    # how long a run may take is not what it learns: a limited run's state resumes
+    train(sources, cfg, progress=False, state_path=tmp_path / "s.pt")
+    assert can_resume(tmp_path / "s.pt", config(max_steps=40, eval_every=4))
 
 
 def test_checkpoint_written_and_loadable(tmp_path):
