@@ -168,9 +168,7 @@ def test_rebuilding_reuses_trained_modules(built, references):
         assert np.array_equal(value.numpy(), after[key].numpy())
 
 
-def test_modules_only_trains_into_the_work_dir_and_a_full_build_reuses_them(
-    references, tmp_path
-):
+def test_modules_only_trains_into_the_work_dir_and_a_full_build_reuses_them(references, tmp_path):
     plan = BundlePlan("liflow_toy", ("toyA",))
     work, out = tmp_path / "work", tmp_path / "out"
     path = build_bundle(
