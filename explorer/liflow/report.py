@@ -23,6 +23,7 @@ TARGETS: tuple[tuple[str, str, str, Any], ...] = (
     ("spearman_li", "Spearman ρ (Li)", "≥ 0.8", lambda v: v >= 0.8),
     ("mae_log10_msd_frame", "log10 MSD_frame MAE", "—", None),
     ("rdf_mae", "RDF MAE", "≤ 0.08", lambda v: v <= 0.08),
+    ("rdf_mae_floor", "RDF MAE of the reference at the rollout's frame times", "—", None),
     ("overlap", "RDF overlap", "—", None),
     ("stable_fraction", "stable rollouts", "100 %", lambda v: v >= 1.0),
 )

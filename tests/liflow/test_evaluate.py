@@ -14,6 +14,8 @@ from explorer.liflow.evaluate import (
     aggregate,
     default_knobs_for,
     evaluate,
+    rdf_mae_floor,
+    rdf_scores,
     spearman,
     trajectory_metrics,
 )
@@ -86,6 +88,25 @@ def test_brownian_simulator_reproduces_the_reference_msd(factor, expected_mae):
     parsed = json.loads(report.to_json())
     assert parsed["summary"]["stable_fraction"] == 1.0
     assert parsed["summary"]["spearman_li"] is None
+
+
+def test_rdf_floor_is_the_reference_against_its_own_frames_at_rollout_spacing():
+    ref = reference(0.1)  # 0.5-ps frames
+    # a crystal that never moves has the same RDF in every frame: no sampling error
+    still = dataclasses.replace(ref, positions=np.repeat(ref.positions[:1], ref.n_frames, 0))
+    assert rdf_mae_floor(still, 1.0) == pytest.approx(0.0, abs=1e-12)
+    # otherwise it is the RDF MAE of every 2nd frame against all of them, and it shrinks
+    # as more frames are kept
+    floor = rdf_mae_floor(ref, 1.0)
+    assert floor == rdf_scores(ref[::2], ref)[0] and floor > 0.0
+    assert rdf_mae_floor(ref, 5.0) > floor
+    assert rdf_mae_floor(ref, 0.5) == pytest.approx(0.0, abs=1e-12)  # every frame kept
+    assert math.isnan(rdf_mae_floor(ref, 100.0))  # one frame left
+    report = evaluate(
+        BrownianSimulator(), [ref], n_seeds=1, step_ps=STEP_PS, knobs_for=brownian_knobs
+    )
+    assert report.records[0]["rdf_mae_floor"] == floor
+    assert report.summary["rdf_mae_floor"] == floor
 
 
 def test_failed_rollout_counts_as_unstable():
