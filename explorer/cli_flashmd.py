@@ -166,6 +166,10 @@ def add_flashmd_train(families: argparse._SubParsersAction) -> None:
     p.add_argument("--energy-structures", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the saved state")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
+    p.add_argument(
+        "--max-minutes", type=float, help="stop at the first validation after this many minutes"
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=_run_flashmd_train)
 
@@ -201,6 +205,8 @@ def _run_flashmd_train(args: argparse.Namespace) -> int:
         patience=args.patience,
         energy_structures=args.energy_structures,
         seed=args.seed,
+        device=args.device,
+        max_wall_s=None if args.max_minutes is None else 60.0 * args.max_minutes,
     )
     out_dir = Path(args.out_dir)
     state = out_dir / "training_state" / args.name
@@ -213,6 +219,7 @@ def _run_flashmd_train(args: argparse.Namespace) -> int:
         card_extra={"command": "accelmd " + " ".join(sys.argv[1:]), "system": args.system},
         resume_from=state if args.resume and Path(f"{state}.json").exists() else None,
         progress=not args.no_progress,
+        log=print if args.no_progress else None,
     )
     m = result.best_metrics
     print(

@@ -163,21 +163,27 @@ def target_scales(pairs: Sequence[StatePair]) -> tuple[float, float]:
     return float(np.sqrt(np.mean(dq**2))), float(np.sqrt(np.mean(pt**2)))
 
 
-def collate(pairs: Sequence[StatePair], dtype: torch.dtype = torch.float32) -> PairBatch:
-    """Concatenate pairs into one batched graph input."""
+def collate(
+    pairs: Sequence[StatePair],
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+) -> PairBatch:
+    """Concatenate pairs into one batched graph input on ``device``."""
 
     def cat(name: str) -> torch.Tensor:
-        return torch.as_tensor(np.concatenate([getattr(p, name) for p in pairs]), dtype=dtype)
+        values = np.concatenate([getattr(p, name) for p in pairs])
+        return torch.as_tensor(values, dtype=dtype, device=device)
 
-    sizes = [len(p.numbers) for p in pairs]
+    sizes = torch.tensor([len(p.numbers) for p in pairs], device=device)
+    numbers = np.concatenate([p.numbers for p in pairs])
     return PairBatch(
-        numbers=torch.as_tensor(np.concatenate([p.numbers for p in pairs]), dtype=torch.int64),
+        numbers=torch.as_tensor(numbers, dtype=torch.int64, device=device),
         masses=cat("masses"),
-        cell=torch.as_tensor(np.stack([p.cell for p in pairs]), dtype=dtype),
-        pbc=torch.as_tensor(np.stack([p.pbc for p in pairs]), dtype=torch.bool),
+        cell=torch.as_tensor(np.stack([p.cell for p in pairs]), dtype=dtype, device=device),
+        pbc=torch.as_tensor(np.stack([p.pbc for p in pairs]), dtype=torch.bool, device=device),
         positions=cat("positions"),
         momenta=cat("momenta"),
         next_positions=cat("next_positions"),
         next_momenta=cat("next_momenta"),
-        batch=torch.repeat_interleave(torch.arange(len(pairs)), torch.tensor(sizes)),
+        batch=torch.repeat_interleave(torch.arange(len(pairs), device=device), sizes),
     )

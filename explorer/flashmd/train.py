@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from explorer.checkpoints import CHECKPOINT_DIR, save_checkpoint, sha256_of
+from explorer.device import resolve_device
 from explorer.errors import AnalysisError, ResumeError
 from explorer.flashmd.data import StatePair, collate, load_pairs, target_scales
 from explorer.flashmd.energy import EnergyModel
@@ -55,6 +56,10 @@ class TrainConfig:
         energy_structures: validation structures that get the energy term.
         time_reversal: add time-reversed pairs (App B.3).
         seed: seeds initialisation and batch draws.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+        max_wall_s: stop at the first validation after this many seconds of training
+            (resumed time included); ``None``: no limit. Like ``device``, how a run
+            executes, not what it learns: both may change when resuming.
     """
 
     model: FlashMDConfig = field(default_factory=FlashMDConfig)
@@ -69,6 +74,8 @@ class TrainConfig:
     energy_structures: int = 16
     time_reversal: bool = True
     seed: int = 0
+    device: str = "cpu"
+    max_wall_s: float | None = None
 
     def __post_init__(self) -> None:
         positive = ("batch_size", "decay_every", "max_steps", "eval_every", "patience")
@@ -94,18 +101,28 @@ class TrainResult:
     wall_time_s: float
     history: list[dict[str, Any]]
     stopped_early: bool
+    stopped_at_time_limit: bool = False
     card_path: Path | None = None
+
+
+# How a run executes, not what it learns: free to change when resuming.
+EXECUTION_SETTINGS = ("max_steps", "device", "max_wall_s")
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
 
 def pair_loss(model: FlashMDModel, pairs: Sequence[StatePair]) -> torch.Tensor:
     """Eq. 6 on standardised targets, averaged over the structures of ``pairs``."""
-    dtype = next(model.parameters()).dtype
-    b = collate(pairs, dtype)
+    dtype, device = next(model.parameters()).dtype, _device_of(model)
+    b = collate(pairs, dtype, device)
     graph = model.build_graph(b.positions, b.cell, b.batch, b.pbc)
     y_q, y_p = model(b.numbers, b.positions, b.momenta, b.masses, b.cell, graph)
     dq, pt = b.targets()
     err = ((y_q - dq / model.q_scale) ** 2 + (y_p - pt / model.p_scale) ** 2).sum(-1)
-    per_structure = torch.zeros(b.num_structures, dtype=dtype).index_add_(0, b.batch, err)
+    per_structure = torch.zeros(b.num_structures, dtype=dtype, device=device)
+    per_structure = per_structure.index_add_(0, b.batch, err)
     counts = torch.bincount(b.batch, minlength=b.num_structures).to(dtype)
     return (per_structure / (3 * counts)).mean()
 
@@ -126,13 +143,13 @@ def evaluate_pairs(
     RMSE(Δq̃)·RMSE(p̃')·RMSE(E) (App B.2).
     """
     model.eval()
-    dtype = next(model.parameters()).dtype
+    dtype, device = next(model.parameters()).dtype, _device_of(model)
     sq = {"dq_tilde": 0.0, "p_tilde": 0.0, "q": 0.0, "v": 0.0}
     n_values = 0
     predicted = []
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start : start + batch_size]
-        b = collate(chunk, dtype)
+        b = collate(chunk, dtype, device)
         q_new, p_new = model.step(
             b.numbers, b.positions, b.momenta, b.masses, b.cell, b.batch, b.pbc
         )
@@ -146,8 +163,8 @@ def evaluate_pairs(
         sizes = torch.bincount(b.batch).tolist()
         predicted += list(
             zip(
-                torch.split(q_new.double(), sizes),
-                torch.split(p_new.double(), sizes),
+                torch.split(q_new.double().cpu(), sizes),
+                torch.split(p_new.double().cpu(), sizes),
                 strict=True,
             )
         )
@@ -212,6 +229,7 @@ def train(
     torch.manual_seed(config.seed)
     model = FlashMDModel(config.model)
     model.set_scales(*target_scales(train_pairs))
+    model.to(resolve_device(config.device))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.decay_every, config.lr_decay)
     rng = np.random.default_rng(config.seed)
@@ -228,9 +246,9 @@ def train(
     start = time.perf_counter() - elapsed
     bar = tqdm(total=config.max_steps, initial=step, disable=not progress, desc="FlashMD")
     window: list[float] = []
-    stopped = False
+    stopped = out_of_time = False
     model.train()
-    while step < config.max_steps and not stopped:
+    while step < config.max_steps and not (stopped or out_of_time):
         picks = rng.choice(len(train_pairs), size=config.batch_size, replace=False)
         loss = pair_loss(model, [train_pairs[i] for i in picks])
         optimizer.zero_grad(set_to_none=True)
@@ -251,6 +269,8 @@ def train(
         else:
             bad += 1
         stopped = bad >= config.patience
+        limit = config.max_wall_s
+        out_of_time = limit is not None and time.perf_counter() - start > limit
         if log is not None:
             log(
                 f"step {step}: loss {history[-1]['train_loss']:.4g}, val RMSE q "
@@ -265,7 +285,7 @@ def train(
             )  # fmt: skip
     bar.close()
     model.load_state_dict(best_weights)
-    model.eval()
+    model.cpu().eval()  # checkpoints and callers get CPU weights, whatever trained them
     result = TrainResult(
         model=model,
         best_metrics=best,
@@ -274,6 +294,7 @@ def train(
         wall_time_s=time.perf_counter() - start,
         history=history,
         stopped_early=stopped,
+        stopped_at_time_limit=out_of_time and not stopped,
     )
     if out_name is not None:
         card = _card(config, result, [Path(f) for f in train_files], [Path(f) for f in val_files])
@@ -311,6 +332,7 @@ def _card(
         "steps": result.steps,
         "wall_time_s": result.wall_time_s,
         "stopped_early": result.stopped_early,
+        "stopped_at_time_limit": result.stopped_at_time_limit,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "torch_version": torch.__version__,
     }
@@ -328,12 +350,12 @@ def _save_state(
     counters: dict[str, Any],
 ) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}
-    tensors.update({f"best.{k}": v.contiguous() for k, v in best_weights.items()})
+    tensors = {f"model.{k}": v.cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors.update({f"best.{k}": v.cpu().contiguous() for k, v in best_weights.items()})
     opt = optimizer.state_dict()
     for index, slots in opt["state"].items():
         for key, value in slots.items():
-            tensors[f"opt.{index}.{key}"] = torch.as_tensor(value).contiguous()
+            tensors[f"opt.{index}.{key}"] = torch.as_tensor(value).cpu().contiguous()
     meta = {
         "config": config.to_dict(),
         "param_groups": opt["param_groups"],
@@ -364,8 +386,8 @@ def _load_state(
     if not meta_path.exists() or not tensor_path.exists():
         raise ResumeError(f"no FlashMD training state at {path} (.json + .safetensors)")
     meta = json.loads(meta_path.read_text())
-    now = {k: v for k, v in config.to_dict().items() if k != "max_steps"}
-    before = {k: v for k, v in meta["config"].items() if k != "max_steps"}
+    now = {k: v for k, v in config.to_dict().items() if k not in EXECUTION_SETTINGS}
+    before = {k: v for k, v in meta["config"].items() if k not in EXECUTION_SETTINGS}
     if json.loads(json.dumps(now)) != before:
         diff = sorted(k for k in now if json.loads(json.dumps(now[k])) != before.get(k))
         raise ResumeError(f"cannot resume: settings differ from the saved run ({', '.join(diff)})")

@@ -68,6 +68,23 @@ def test_resume_continues_the_same_run(trained) -> None:
               resume_from=root / "training_state" / "flashmd_tiny")  # fmt: skip
 
 
+def test_a_time_limit_stops_at_a_validation_and_may_change_on_resume(trained, tmp_path) -> None:
+    files, config = trained["files"], trained["config"]
+    limited = TrainConfig(**{**config.__dict__, "max_steps": 45, "max_wall_s": 0.0})
+    result = train([files["train"]], [files["val"]], limited, out_name="limited",
+                   out_dir=tmp_path, progress=False)  # fmt: skip
+    assert result.steps == config.eval_every and result.stopped_at_time_limit
+    card = json.loads(Path(result.card_path).read_text())
+    assert card["stopped_at_time_limit"] is True and card["steps"] == config.eval_every
+    assert all(v.device.type == "cpu" for v in result.model.state_dict().values())
+    # where and how long a run executes is not what it learns: the state resumes
+    unlimited = TrainConfig(**{**config.__dict__, "max_steps": 2 * config.eval_every})
+    resumed = train([files["train"]], [files["val"]], unlimited, out_dir=tmp_path,
+                    progress=False, resume_from=tmp_path / "training_state" / "limited")  # fmt: skip
+    assert [h["step"] for h in resumed.history] == [config.eval_every, 2 * config.eval_every]
+    assert not resumed.stopped_at_time_limit
+
+
 def test_simulator_rollout_is_seeded_and_checks_stride(trained, argon32) -> None:
     sim = FlashMDSimulator.from_checkpoint(trained["result"].card_path)
     knobs = {"temperature_K": 94.4, "thermostat": "langevin", "seed": 3,
