@@ -79,8 +79,9 @@ def test_a_time_limit_stops_at_a_validation_and_may_change_on_resume(trained, tm
     assert all(v.device.type == "cpu" for v in result.model.state_dict().values())
     # where and how long a run executes is not what it learns: the state resumes
     unlimited = TrainConfig(**{**config.__dict__, "max_steps": 2 * config.eval_every})
+    state = tmp_path / "training_state" / "limited"
     resumed = train([files["train"]], [files["val"]], unlimited, out_dir=tmp_path,
-                    progress=False, resume_from=tmp_path / "training_state" / "limited")  # fmt: skip
+                    progress=False, resume_from=state)  # fmt: skip
     assert [h["step"] for h in resumed.history] == [config.eval_every, 2 * config.eval_every]
     assert not resumed.stopped_at_time_limit
 
