@@ -109,6 +109,17 @@ def _knob_section(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return ["**Knob study** (LGPS):", "", *_table(header, table), ""]
 
 
+def _where(record: Mapping[str, Any] | None) -> str:
+    """`` (on cuda, stopped at its 5-min limit)`` for modules not trained plainly on a CPU."""
+    config = (record or {}).get("train_config") or {}
+    notes = []
+    if config.get("device") not in (None, "cpu", "auto"):
+        notes.append(f"on {config['device']}")
+    if (record or {}).get("stopped_at_time_limit"):
+        notes.append(f"stopped at its {_fmt(config.get('max_wall_s', 0) / 60, 'g')}-min limit")
+    return f" ({', '.join(notes)})" if notes else ""
+
+
 def _checkpoint_section(card: Mapping[str, Any]) -> list[str]:
     name = card.get("name", "?")
     files = [f["name"] for f in card.get("training_files", [])]
@@ -125,7 +136,7 @@ def _checkpoint_section(card: Mapping[str, Any]) -> list[str]:
         "",
         "Training: "
         + "; ".join(
-            f"{k} {steps.get(k, '?')} steps in {_fmt(walls.get(k), '.0f')} s"
+            f"{k} {steps.get(k, '?')} steps in {_fmt(walls.get(k), '.0f')} s" + _where(training[k])
             for k in ("propagator", "corrector")
             if k in training
         )
@@ -163,6 +174,13 @@ def liflow_report(cards: Iterable[Mapping[str, Any]]) -> str:
         "",
         "Generated from the model cards by `accelmd checkpoints --report`; every number is "
         "measured by `make train` against our CHGNet reference MD (`sample_data/reference/`).",
+        "",
+        "Modules marked *on cuda* were trained on a lent GPU machine with `accelmd train "
+        "liflow --bundle NAME --modules-only --work-dir DIR --device cuda --max-minutes M` "
+        "and the remaining settings of the command shown, then combined, evaluated and bundled "
+        "on a CPU by that command (it finds the trained modules in `--work-dir`). On a CPU "
+        "`make train` trains every bundle with the default 2,000 Propagator and 1,000 "
+        "Corrector steps instead.",
         "",
     ]
     if not chosen:

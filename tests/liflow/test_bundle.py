@@ -226,6 +226,23 @@ def test_report_tables_the_card_with_targets_and_verdicts(built):
     assert rows["log10 MSD_Li MAE"] == (f"{mae:.3f}", "meets" if mae <= 0.3 else "misses")
 
 
+def test_report_says_where_and_how_long_modules_trained(built):
+    import copy
+
+    from explorer.liflow.report import liflow_report
+
+    card = copy.deepcopy(read_card(built[1]))
+    assert "(on cuda" not in liflow_report([card])
+    record = card["training"]["propagator"]
+    record["train_config"].update(device="cuda", max_wall_s=300.0)
+    record["stopped_at_time_limit"] = True
+    card["training"]["corrector"]["train_config"]["device"] = "cuda"
+    text = liflow_report([card])
+    assert f"propagator {record['steps']} steps in" in text
+    assert "s (on cuda, stopped at its 5-min limit);" in text
+    assert text.count("(on cuda") == 2
+
+
 def test_report_marks_misses_and_undefined_metrics():
     from explorer.liflow.report import metric_rows
 
