@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # oversubscribed threads made MD tests ~5x slower.
 THREADS := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: install app test test-fast lint format materials catalogue data card train flashmd-train lab bench clean
+.PHONY: install app test test-fast lint format materials catalogue data card train flashmd-train train-gpu lab bench clean
 
 install: $(STAMP)
 
@@ -88,6 +88,21 @@ flashmd-train: install
 		--eval-every 150 --decay-every 600 --patience 6 --cutoff 5 --energy-structures 8
 	for n in flashmd_argon_128fs flashmd_al110_16fs flashmd_al110_64fs; do \
 		$(VENV)/bin/accelmd eval flashmd --checkpoint $$n --save; done
+
+# On a machine with a CUDA GPU: the checkpoints shipped from GPU training (liflow_LGPS,
+# flashmd_al110_16fs). Modules train on the GPU under a time limit, then the bundle is
+# combined and evaluated (the evaluation needs CHGNet for the prior classifier).
+LIFLOW_GPU := --bundle liflow_LGPS --work-dir build/liflow_gpu/liflow_LGPS --max-steps 30000 \
+	--corrector-steps 2000 --eval-every 500 --patience 8 --no-progress
+train-gpu: install
+	$(VENV)/bin/accelmd train liflow $(LIFLOW_GPU) --modules-only --device cuda --max-minutes 5
+	$(THREADS) $(VENV)/bin/accelmd train liflow $(LIFLOW_GPU) --device cpu
+	$(VENV)/bin/accelmd checkpoints --report sample_data/checkpoints/LIFLOW.md
+	$(VENV)/bin/accelmd train flashmd --out-dir sample_data/checkpoints --system al110 \
+		--stride-fs 16 --name flashmd_al110_16fs --features 64 --layers 3 --max-steps 100000 \
+		--eval-every 250 --decay-every 3000 --patience 12 --energy-structures 8 --seed 0 \
+		--cutoff 5 --batch-size 4 --device cuda --max-minutes 7.3 --no-progress
+	$(VENV)/bin/accelmd eval flashmd --checkpoint flashmd_al110_16fs --save
 
 bench: install
 	$(THREADS) $(PY) bench/reference_md.py

@@ -178,9 +178,9 @@ def liflow_report(cards: Iterable[Mapping[str, Any]]) -> str:
         "Modules marked *on cuda* were trained on a lent GPU machine with `accelmd train "
         "liflow --bundle NAME --modules-only --work-dir DIR --device cuda --max-minutes M` "
         "and the remaining settings of the command shown, then combined, evaluated and bundled "
-        "on a CPU by that command (it finds the trained modules in `--work-dir`). On a CPU "
-        "`make train` trains every bundle with the default 2,000 Propagator and 1,000 "
-        "Corrector steps instead.",
+        "on a CPU by that command (it finds the trained modules in `--work-dir`); `make "
+        "train-gpu` runs both steps. On a CPU `make train` trains every bundle with the "
+        "default 2,000 Propagator and 1,000 Corrector steps instead.",
         "",
     ]
     if not chosen:

@@ -13,7 +13,6 @@ import io
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,23 +23,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-playwright_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")  # the shared `browser` fixture drives it
 Image = pytest.importorskip("PIL.Image")
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("ACCELMD_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(os.environ.get("ACCELMD_ARTIFACTS", ROOT / "test-artifacts"))
-# Flags that worked here (UI-NOTES.md); WebGL still runs through SwiftShader.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SERVER_START_S = 180.0
 PAGE_S = 90.0  # ms below are these × 1000
 FRAMES_S = 150.0  # real LiFlow steps (~1 s each for 50 atoms on a busy CI core)
@@ -51,12 +39,6 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Server(str):
     """The app's URL (a str) with the server's log file as ``log``."""
 
@@ -64,9 +46,9 @@ class Server(str):
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
+def server(free_port) -> Iterator[Server]:
     """``panel serve widgets/app.py`` on 127.0.0.1:<free port>; yields the app's URL."""
-    port = _free_port()
+    port = free_port()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log_path = ARTIFACTS / f"app-server-{port}.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELMD_MAX_ROLLOUTS": "3"}
@@ -127,16 +109,6 @@ def test_only_the_closed_websocket_report_is_dropped_from_the_log():
     ours = 'Traceback (most recent call last):\n  File "app.py"\nValueError: bug\n'
     assert without_closed_websocket_noise("a\n" + noise + "b\n") == "a\nb\n"
     assert "Traceback" in without_closed_websocket_noise(noise + ours)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture

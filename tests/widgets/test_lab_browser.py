@@ -23,7 +23,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-playwright_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")  # the shared `browser` fixture drives it
 nbformat = pytest.importorskip("nbformat")
 pytest.importorskip("jupyterlab")
 Image = pytest.importorskip("PIL.Image")
@@ -42,17 +41,6 @@ Image = pytest.importorskip("PIL.Image")
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("ACCELMD_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(os.environ.get("ACCELMD_ARTIFACTS", ROOT / "test-artifacts"))
-# Flags that worked here (UI-NOTES.md); WebGL still runs through SwiftShader.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SERVER_START_S = 180.0
 PAGE_S = 120.0  # ms below are these × 1000
 KERNEL_S = 180.0  # kernel start, then the cell (imports torch, builds three tabs)
@@ -67,12 +55,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM}"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _write_notebook(directory: Path) -> Path:
@@ -107,7 +89,7 @@ def _stop(process: subprocess.Popen, base_url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory) -> Iterator[str]:
+def lab(tmp_path_factory, free_port) -> Iterator[str]:
     """``jupyter lab`` on 127.0.0.1:<free port> serving a directory with the notebook.
 
     Yields the notebook's URL.
@@ -121,7 +103,7 @@ def lab(tmp_path_factory) -> Iterator[str]:
     settings.mkdir(parents=True)
     notification = {"fetchNews": "false", "checkForUpdates": False}
     (settings / "notification.jupyterlab-settings").write_text(json.dumps(notification))
-    port = _free_port()
+    port = free_port()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log_path = ARTIFACTS / f"lab-server-{port}.log"
     env = {
@@ -163,16 +145,6 @@ def lab(tmp_path_factory) -> Iterator[str]:
         yield f"{base_url}/lab/tree/{NOTEBOOK}"
     finally:
         _stop(process, base_url)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 # The open notebook's kernel, through the app JupyterLab exposes (expose_app_in_browser).
