@@ -283,7 +283,7 @@ def _run_liflow_train(args: argparse.Namespace) -> int:
 
 def _run_liflow_bundle(args: argparse.Namespace) -> int:
     from explorer.checkpoints import CHECKPOINT_DIR
-    from explorer.liflow.bundle import BundleSettings, build_bundles
+    from explorer.liflow.bundle import WORK_DIR, BundleSettings, build_bundles
 
     defaults = BundleSettings()
     settings = BundleSettings(
@@ -302,14 +302,13 @@ def _run_liflow_bundle(args: argparse.Namespace) -> int:
     )
     names = None if args.bundle == ["all"] else args.bundle
     out_dir = Path(args.out_dir) if args.out_dir else CHECKPOINT_DIR
-    extra = {"work_dir": Path(args.work_dir)} if args.work_dir else {}
     paths = build_bundles(
         names,
         settings,
         out_dir=out_dir,
+        work_dir=Path(args.work_dir) if args.work_dir else WORK_DIR,
         progress=not args.no_progress,
         modules_only=args.modules_only,
-        **extra,
     )
     for path in paths:
         print(f"{path}: {'modules trained' if args.modules_only else 'built'}")

@@ -21,9 +21,10 @@ checkpoint card says otherwise):
    rest: the official test script re-draws the whole structure, which works for training
    size cells but not for large supercells, where some pair among thousands of atoms
    comes too close in almost every draw (LGPS 4×4×4, 3,200 atoms: 4 whole draws in a row
-   rejected at step 1). Regions further apart than the networks' receptive field are
-   independent, so a local redraw is the same rejection sampling restricted to where the
-   draw failed. A non-finite proposal renews the whole structure's noise.
+   rejected at step 1). Displacements beyond the networks' reach (3 layers × 5 Å) do not
+   depend on the renewed noise, so there the redraw is whole-structure rejection
+   sampling restricted to where the draw failed; closer in, the kept noise makes it an
+   approximation. A non-finite proposal renews the whole structure's noise.
 
 The Propagator prior σ_P is the card's prior (adaptive, Maxwell–Boltzmann or isotropic)
 with the user's variance multipliers λ_Li, λ_frame (``σ² ← λ σ²``, 1 = as trained); the
