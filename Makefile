@@ -90,9 +90,9 @@ flashmd-train: install
 		$(VENV)/bin/accelmd eval flashmd --checkpoint $$n --save; done
 
 # On a machine with a CUDA GPU: the checkpoints shipped from GPU training (liflow_LGPS,
-# flashmd_al110_16fs). Modules train on the GPU under a time limit, then the bundle is
+# liflow_multi, flashmd_al110_16fs). Modules train on the GPU under a time limit, then the bundle is
 # combined and evaluated (the evaluation needs CHGNet for the prior classifier).
-LIFLOW_GPU := --bundle liflow_LGPS --work-dir build/liflow_gpu/liflow_LGPS --max-steps 30000 \
+LIFLOW_GPU := --bundle liflow_LGPS liflow_multi --work-dir build/liflow_gpu --max-steps 30000 \
 	--corrector-steps 2000 --eval-every 500 --patience 8 --no-progress
 train-gpu: install
 	$(VENV)/bin/accelmd train liflow $(LIFLOW_GPU) --modules-only --device cuda --max-minutes 5
