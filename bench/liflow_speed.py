@@ -86,24 +86,10 @@ def build_simulator(
 
 def time_steps(
     sim: LiFlowSimulator, state: LiFlowState, steps: int, device: str
-) -> tuple[float, int, LiFlowState]:
-    """Seconds for ``steps`` steps from ``state``, the re-samples among them, final state."""
-    retries = 0
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        state = sim.step(state)
-        retries += state.retries
-    _sync(device)
-    return time.perf_counter() - start, retries, state
-
-
-def time_steps_until_divergence(
-    sim: LiFlowSimulator, state: LiFlowState, steps: int, device: str
 ) -> tuple[float, int, int]:
-    """Like :func:`time_steps` but a divergence ends the run: (seconds, re-samples, steps
-    done). The Propagator alone is unstable (LiFlow Exp 2), and its steps until then
-    still time the network."""
+    """(seconds, re-samples, steps done) for up to ``steps`` steps from ``state``. A
+    divergence ends the run and is not timed: the Propagator alone is unstable (LiFlow
+    Exp 2), and its steps until then still time the network."""
     retries, done = 0, 0
     _sync(device)
     start = end = time.perf_counter()
@@ -140,7 +126,7 @@ def time_liflow(
     start = time.perf_counter()
     state = sim.step(state)  # warm-up: allocator, graph code paths, compiling
     warmup = time.perf_counter() - start
-    seconds, retries, done = time_steps_until_divergence(sim, state, steps, device)
+    seconds, retries, done = time_steps(sim, state, steps, device)
     if done == 0:
         raise SimulationDiverged("no timed step completed", reason="", step=1, time_ps=0.0)
     return seconds / done, retries, warmup
@@ -161,16 +147,22 @@ def time_batched(
     _sync(device)
     start = time.perf_counter()
     state = sim.prepare_batch([atoms] * len(temperatures_K), temperatures_K, **kw)
-    _, retries, _ = time_steps(sim, state, steps, device)
+    retries = _all_steps(sim, state, steps, device)
     batched = time.perf_counter() - start
     sequential = 0.0
     for temperature in temperatures_K:
         start = time.perf_counter()
-        state = sim.prepare(atoms, temperature, **kw)
-        _, r, _ = time_steps(sim, state, steps, device)
+        retries += _all_steps(sim, sim.prepare(atoms, temperature, **kw), steps, device)
         sequential += time.perf_counter() - start
-        retries += r
     return batched, sequential, retries
+
+
+def _all_steps(sim: LiFlowSimulator, state: LiFlowState, steps: int, device: str) -> int:
+    """Re-samples of ``steps`` steps; a divergence voids the comparison (raised)."""
+    _, retries, done = time_steps(sim, state, steps, device)
+    if done < steps:
+        raise SimulationDiverged(f"diverged after {done} of {steps} steps", step=done + 1)
+    return retries
 
 
 def md_min_width(cell, repeats: Sequence[int]) -> float | None:

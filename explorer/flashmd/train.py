@@ -105,8 +105,8 @@ class TrainResult:
     card_path: Path | None = None
 
 
-# How a run executes, not what it learns: free to change when resuming.
-EXECUTION_SETTINGS = ("max_steps", "device", "max_wall_s")
+# How a run executes, not what it learns: free to change when resuming (as the budget is).
+EXECUTION_SETTINGS = ("device", "max_wall_s")
 
 
 def _device_of(model: torch.nn.Module) -> torch.device:
@@ -386,8 +386,9 @@ def _load_state(
     if not meta_path.exists() or not tensor_path.exists():
         raise ResumeError(f"no FlashMD training state at {path} (.json + .safetensors)")
     meta = json.loads(meta_path.read_text())
-    now = {k: v for k, v in config.to_dict().items() if k not in EXECUTION_SETTINGS}
-    before = {k: v for k, v in meta["config"].items() if k not in EXECUTION_SETTINGS}
+    ignore = ("max_steps", *EXECUTION_SETTINGS)
+    now = {k: v for k, v in config.to_dict().items() if k not in ignore}
+    before = {k: v for k, v in meta["config"].items() if k not in ignore}
     if json.loads(json.dumps(now)) != before:
         diff = sorted(k for k in now if json.loads(json.dumps(now[k])) != before.get(k))
         raise ResumeError(f"cannot resume: settings differ from the saved run ({', '.join(diff)})")

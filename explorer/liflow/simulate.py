@@ -346,7 +346,7 @@ class LiFlowSimulator:
         # was rejected are drawn again (as a smaller batch), so one unstable replica
         # neither costs a whole batch per re-sample nor waits for a draw that suits all;
         # within a rejected structure only the noise around the offending atoms is renewed.
-        noise = self._draw_noise(state, torch.ones_like(state.numbers, dtype=torch.bool))
+        noise = self._draw_noise(state, state.numbers.shape[0])
         pending = torch.ones_like(state.temperatures_K, dtype=torch.bool)
         step_delta = torch.zeros_like(state.positions)
         reason = ""
@@ -369,12 +369,9 @@ class LiFlowSimulator:
                     max_displacement_A=float(torch.linalg.vector_norm(step_delta, dim=-1).max()),
                     retries=attempt,
                 )
-            renew = torch.zeros_like(atoms)
-            renew[atom_ids] = self._redraw_region(sub, offenders)
-            fresh = self._draw_noise(state, renew)
-            noise = tuple(
-                torch.where(renew[:, None], f, n) for f, n in zip(fresh, noise, strict=True)
-            )
+            renew = atom_ids[self._redraw_region(sub, offenders)]
+            for eps, fresh in zip(noise, self._draw_noise(state, len(renew)), strict=True):
+                eps[renew] = fresh
         step = state.step + 1
         raise SimulationDiverged(
             f"LiFlow ({self.name}) diverged at step {step} (t = {step * state.time_step_ps:g} "
@@ -406,7 +403,7 @@ class LiFlowSimulator:
         """
         _, dtype = _param(self.propagator)
         if noise is None:
-            noise = self._draw_noise(state, torch.ones_like(state.numbers, dtype=torch.bool))
+            noise = self._draw_noise(state, state.numbers.shape[0])
         x = state.positions.to(dtype)
         args = (state.numbers, state.cell, state.temperatures_K)
         d = self._flow(self.propagator, x, state.std_propagator, state, args, noise[0])
@@ -419,19 +416,16 @@ class LiFlowSimulator:
     def _runs_corrector(self, state: LiFlowState) -> bool:
         return self.corrector is not None and state.corrector_strength > 0
 
-    def _draw_noise(self, state: LiFlowState, atoms: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """ε ~ N(0, I) of shape (N, 3) for the Propagator and, if it runs, the Corrector;
-        rows outside the (N,) mask ``atoms`` are zero (placeholders to be replaced)."""
+    def _draw_noise(self, state: LiFlowState, n_atoms: int) -> tuple[torch.Tensor, ...]:
+        """ε ~ N(0, I) of shape (n_atoms, 3) for the Propagator and, if it runs, the
+        Corrector."""
         _, dtype = _param(self.propagator)
-        n = int(atoms.sum())
-        draws = []
-        for _ in range(2 if self._runs_corrector(state) else 1):
-            eps = torch.zeros((atoms.shape[0], 3), dtype=dtype, device=state.positions.device)
-            eps[atoms] = torch.randn(
-                (n, 3), generator=state.generator, dtype=dtype, device=eps.device
+        return tuple(
+            torch.randn(
+                (n_atoms, 3), generator=state.generator, dtype=dtype, device=state.positions.device
             )
-            draws.append(eps)
-        return tuple(draws)
+            for _ in range(2 if self._runs_corrector(state) else 1)
+        )
 
     def _redraw_region(self, state: LiFlowState, offenders: torch.Tensor) -> torch.Tensor:
         """(N,) mask of the atoms whose noise a redraw renews: the ``offenders`` and
