@@ -120,6 +120,9 @@ def add_cg_train(families: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default=DEFAULT_CHECKPOINT, help="checkpoint name")
     p.add_argument("--out-dir", help="checkpoint directory (default: sample_data/checkpoints)")
     p.add_argument("--bead-size", type=int, default=4, help="fine beads per CG bead (METIS)")
+    p.add_argument(
+        "--frame-stride", type=int, default=1, help="model Δt in frames of the training files"
+    )
     # Defaults: the bundled cg-polymers checkpoint (about 9 min on one busy CPU core).
     p.add_argument("--max-steps", type=int, default=1_500)
     p.add_argument("--eval-every", type=int, default=150)
@@ -131,6 +134,11 @@ def add_cg_train(families: argparse._SubParsersAction) -> None:
     p.add_argument("--layers", type=int, default=3, help="message-passing layers")
     p.add_argument("--history", type=int, default=3, help="k history velocities")
     p.add_argument("--validation", type=int, default=2, help="polymers held out (the last N)")
+    p.add_argument(
+        "--independent-noise",
+        action="store_true",
+        help="the paper's per-bead Gaussian instead of one correlated over the chain's beads",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the saved state")
     p.add_argument("--no-progress", action="store_true")
@@ -149,8 +157,14 @@ def _run_cg_train(args: argparse.Namespace) -> int:
     out_dir = Path(args.out_dir) if args.out_dir else CHECKPOINT_DIR
     state = out_dir / f"{args.name}.state.pt"
     config = TrainConfig(
-        model=ModelConfig(hidden=args.hidden, layers=args.layers, history=args.history),
+        model=ModelConfig(
+            hidden=args.hidden,
+            layers=args.layers,
+            history=args.history,
+            correlated_noise=not args.independent_noise,
+        ),
         bead_size=args.bead_size,
+        frame_stride=args.frame_stride,
         max_steps=args.max_steps,
         eval_every=args.eval_every,
         patience=args.patience,

@@ -3,7 +3,7 @@
 A :class:`CGPolymer` is one reference trajectory mapped to CG beads once (METIS groups,
 centres of mass, R_g² of the fine and CG chains). :func:`make_batch` draws frames t and
 assembles, for every drawn (polymer, t), the CG graph at t with k history velocities and
-the targets (units σ, τ):
+the targets (units σ, τ; Δt = stride × the file's frame spacing, x_{t±1} the frames Δt away):
 
     v_{t-j} = (x_{t-j} - x_{t-j-1}) / Δt          j = 0 … k-1
     a_t     = (x_{t+1} - 2 x_t + x_{t-1}) / Δt²   the time-integrated acceleration
@@ -115,9 +115,10 @@ class Batch:
     samples_per_polymer: int
 
 
-def valid_starts(polymer: CGPolymer, history: int) -> np.ndarray:
-    """Frames t with k history velocities and a next frame: k ≤ t ≤ F - 2."""
-    return np.arange(history, polymer.positions.shape[0] - 1)
+def valid_starts(polymer: CGPolymer, history: int, stride: int = 1) -> np.ndarray:
+    """Frames t with k history velocities and a next frame ``stride`` frames apart:
+    k·stride ≤ t ≤ F - 1 - stride."""
+    return np.arange(history * stride, polymer.positions.shape[0] - stride)
 
 
 def make_batch(
@@ -127,8 +128,10 @@ def make_batch(
     cutoff: float,
     n_polymers: int = 4,
     samples_per_polymer: int = 8,
+    stride: int = 1,
 ) -> Batch:
-    """Draw ``n_polymers`` polymers (with replacement) and ``samples_per_polymer`` frames each."""
+    """Draw ``n_polymers`` polymers (with replacement) and ``samples_per_polymer`` frames each;
+    the model's Δt is ``stride`` × the file's frame spacing."""
     picks = rng.integers(len(polymers), size=n_polymers)
     xs, vs, targets, nexts, ws, offsets, edge_list, flags, chosen = (
         [],
@@ -144,16 +147,17 @@ def make_batch(
     n_nodes = 0
     for p in picks:
         poly = polymers[int(p)]
-        starts = valid_starts(poly, history)
+        starts = valid_starts(poly, history, stride)
         if starts.size == 0:
             raise AnalysisError(f"{poly.name}: too few frames for {history} history velocities")
         t = rng.choice(starts, size=samples_per_polymer)
         pos = poly.positions
         x = pos[t]
-        lags = t[:, None] - np.arange(history + 1)[None]  # t, t-1, ..., t-k
+        dt = stride * poly.dt_tau
+        lags = t[:, None] - stride * np.arange(history + 1)[None]  # t, t-Δt, ..., t-kΔt
         window = pos[lags]  # (S, k+1, M, 3)
-        v = (window[:, :-1] - window[:, 1:]) / poly.dt_tau  # (S, k, M, 3)
-        a = (pos[t + 1] - 2 * x + pos[t - 1]) / poly.dt_tau**2
+        v = (window[:, :-1] - window[:, 1:]) / dt  # (S, k, M, 3)
+        a = (pos[t + stride] - 2 * x + pos[t - stride]) / dt**2
         x_t = torch.as_tensor(x, dtype=torch.float32)
         edges, flag = graph_edges(x_t, poly.bond_matrix, cutoff)
         edge_list.append(edges + n_nodes)
@@ -163,7 +167,7 @@ def make_batch(
             torch.as_tensor(v.transpose(0, 2, 1, 3), dtype=torch.float32).reshape(-1, history, 3)
         )
         targets.append(torch.as_tensor(a, dtype=torch.float32).reshape(-1, 3))
-        nexts.append(torch.as_tensor(pos[t + 1], dtype=torch.float32).reshape(-1, 3))
+        nexts.append(torch.as_tensor(pos[t + stride], dtype=torch.float32).reshape(-1, 3))
         ws.append(poly.cg_masses.repeat(samples_per_polymer))
         offsets.append(torch.as_tensor(poly.rg2_fine[t] - poly.rg2_cg[t], dtype=torch.float32))
         chosen.append(poly)

@@ -10,11 +10,19 @@ encode, ``layers`` interaction-network layers update edges then nodes with resid
   embeddings c_i without positional information, averaged per CG group (eq. 1).
 - :class:`DynamicsGNN` (G_ND) on the CG graph (CG bonds + radius edges): inputs the bead
   embeddings c_m, weights w_m, positions x_m and k history velocities
-  v_{t-j} = (x_{t-j} - x_{t-j-1}) / Δt; outputs a Gaussian N(μ_m, σ_m² I) over the
-  time-integrated acceleration a_m = (x_{t+Δt} - 2 x_t + x_{t-Δt}) / Δt², trained by its
-  negative log-likelihood; a rollout samples a and integrates by semi-implicit Euler
+  v_{t-j} = (x_{t-j} - x_{t-j-1}) / Δt; outputs a Gaussian over the time-integrated
+  acceleration a_m = (x_{t+Δt} - 2 x_t + x_{t-Δt}) / Δt², trained by its negative
+  log-likelihood; a rollout samples a and integrates by semi-implicit Euler
   (v ← v + a Δt, x ← x + v Δt). An optional head predicts R_g²(fine) - R_g²(CG) from the
   pooled latent graph (App. C).
+
+  The paper's Gaussian is independent per bead, N(μ_m, s_m² I). With ``correlated_noise``
+  (our default) the beads of one chain share a covariance C ⊗ I₃ with C = diag(s²) + B Bᵀ,
+  where B_mm and B_mn (one per edge n → m) are invariant network outputs: at Δt = 2 τ the
+  reference displacements of bonded CG beads are correlated (ρ ≈ 0.3), and the slowest
+  chain modes, which set R_g², carry 1.3–1.5× the mean per-bead displacement variance
+  while the fast ones carry 0.4–0.5×. Independent noise with the right per-bead variance
+  therefore starves the slow modes and the simulated chains come out too compact.
 - :class:`ScoreGNN` (G_NS): noise-conditional score network trained by denoising score
   matching (eq. 2); applied by annealed Langevin dynamics (App. C, Algorithm 1).
 
@@ -30,6 +38,7 @@ chain. Units: σ, τ; inputs are divided by the scales stored in :class:`Scales`
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -38,10 +47,14 @@ from explorer.nn.painn import scatter_sum
 
 __all__ = [
     "DynamicsGNN",
+    "DynamicsOutput",
     "EmbeddingGNN",
     "ModelConfig",
     "Scales",
     "ScoreGNN",
+    "acceleration_noise",
+    "bead_covariance",
+    "correlated_gaussian_nll",
     "gaussian_nll",
     "mlp",
 ]
@@ -52,7 +65,9 @@ class ModelConfig:
     """Hyper-parameters (paper App. C: 7 layers, widths 64 / 128; smaller here for CPUs).
 
     ``n_types`` bead types; ``history`` k velocities; ``cutoff`` radius-edge connectivity r
-    in σ; ``noise_levels`` L geometric score levels from ``sigma_max`` to ``sigma_min`` (σ).
+    in σ; ``noise_levels`` L geometric score levels from ``sigma_max`` to ``sigma_min`` (σ);
+    ``correlated_noise`` couples the beads' Gaussian noise (module doc; False = the paper's
+    independent Gaussian).
     """
 
     n_types: int = 4
@@ -68,6 +83,7 @@ class ModelConfig:
     sigma_min: float = 0.01
     sigma_max: float = 1.0
     rg_head: bool = True
+    correlated_noise: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -158,24 +174,42 @@ def _edge_geometry(x: torch.Tensor, edges: torch.Tensor) -> tuple[torch.Tensor, 
     return d, r / d[:, None]
 
 
+class DynamicsOutput(NamedTuple):
+    """The Gaussian over normalised accelerations of a batch of CG graphs, plus latents.
+
+    ``mean`` (M, 3); ``log_var`` (M,) log s²; ``pooled`` (G, H) per-graph latents;
+    ``self_coupling`` (M,) B_mm and ``edge_coupling`` (E,) B_mn for edge n → m, or None for
+    the independent Gaussian.
+    """
+
+    mean: torch.Tensor
+    log_var: torch.Tensor
+    pooled: torch.Tensor
+    self_coupling: torch.Tensor | None = None
+    edge_coupling: torch.Tensor | None = None
+
+
 class DynamicsGNN(nn.Module):
     """G_ND: history-augmented CG graph → Gaussian over the time-integrated acceleration.
 
-    ``forward`` returns (mean (M, 3), log-variance (M,), pooled latent (G, H)) in units of
-    ``Scales.acceleration`` (the caller multiplies by it).
+    ``forward`` returns a :class:`DynamicsOutput` in units of ``Scales.acceleration`` (the
+    caller multiplies by it).
     """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         k, hdim = config.history, config.hidden
         self.k = k
+        self.correlated = bool(config.correlated_noise)
+        extra = 1 if self.correlated else 0
         n_node = config.embed_dim + 1 + k * (k + 1) // 2
         n_edge = 2 + 3 * k  # distance, bond flag, v_m·r̂, v_n·r̂, v_m·v_n per history step
         self.node_in = mlp(n_node, hdim, hdim)
         self.edge_in = mlp(n_edge, hdim, hdim)
         self.layers = nn.ModuleList(InteractionLayer(hdim) for _ in range(config.layers))
-        self.node_out = mlp(hdim, hdim, k + 1, norm=False)  # k velocity weights, log-variance
-        self.edge_out = mlp(hdim, hdim, 1, norm=False)  # weight of r̂ per edge
+        # per bead: k velocity weights, log-variance (and B_mm); per edge: weight of r̂ (and B_mn)
+        self.node_out = mlp(hdim, hdim, k + 1 + extra, norm=False)
+        self.edge_out = mlp(hdim, hdim, 1 + extra, norm=False)
         self.rg_head = mlp(hdim, hdim, 1, norm=False) if config.rg_head else None
         iu = torch.triu_indices(k, k)
         self.register_buffer("_iu", iu, persistent=False)
@@ -190,7 +224,7 @@ class DynamicsGNN(nn.Module):
         bond_flag: torch.Tensor,
         graph: torch.Tensor,
         n_graphs: int,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> DynamicsOutput:
         """c (M, D); weights (M,); x (M, 3) and edge lengths in length scale; v (M, k, 3)
         in velocity scale; edges (E, 2) sender→receiver; bond_flag (E,); graph (M,)."""
         d, rhat = _edge_geometry(x, edges)
@@ -203,13 +237,15 @@ class DynamicsGNN(nn.Module):
         e = self.edge_in(torch.cat([d[:, None], bond_flag[:, None], proj_dst, proj_src, cross], -1))
         for layer in self.layers:
             h, e = layer(h, e, edges)
-        out = self.node_out(h)
+        out, edge_out = self.node_out(h), self.edge_out(e)
         mean = torch.einsum("mk,mkd->md", out[:, : self.k], v)
-        mean = mean + scatter_sum(self.edge_out(e) * rhat, dst, x.shape[0])
+        mean = mean + scatter_sum(edge_out[:, :1] * rhat, dst, x.shape[0])
         pooled = scatter_sum(h, graph, n_graphs) / torch.bincount(graph, minlength=n_graphs)[
             :, None
         ].clamp(min=1)
-        return mean, out[:, self.k], pooled
+        if not self.correlated:
+            return DynamicsOutput(mean, out[:, self.k], pooled)
+        return DynamicsOutput(mean, out[:, self.k], pooled, out[:, self.k + 1], edge_out[:, 1])
 
     def rg2_offset(self, pooled: torch.Tensor) -> torch.Tensor:
         """(G,) normalised R_g²(fine) - R_g²(CG) from pooled latents (App. C)."""
@@ -218,12 +254,76 @@ class DynamicsGNN(nn.Module):
         return self.rg_head(pooled)[:, 0]
 
 
+def _std(log_var: torch.Tensor) -> torch.Tensor:
+    return torch.exp(0.5 * log_var.clamp(-10.0, 10.0))  # clamp keeps exp() finite early on
+
+
 def gaussian_nll(mean: torch.Tensor, log_var: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean negative log-likelihood per coordinate of N(mean, exp(log_var) I), constants
     dropped: ½ [log σ² + |target - mean|² / (3 σ²)] averaged over beads."""
-    log_var = log_var.clamp(-10.0, 10.0)  # keeps exp() finite early in training
+    log_var = log_var.clamp(-10.0, 10.0)
     sq = ((target - mean) ** 2).sum(-1) / 3.0
     return 0.5 * (log_var + sq * torch.exp(-log_var)).mean()
+
+
+def acceleration_noise(
+    out: DynamicsOutput, edges: torch.Tensor, z_own: torch.Tensor, z_shared: torch.Tensor
+) -> torch.Tensor:
+    """A draw of the zero-mean part of the Gaussian from standard normals (M, 3):
+    ε = s ⊙ z_own + B z_shared, so Cov(ε) = (diag(s²) + B Bᵀ) ⊗ I₃."""
+    eps = _std(out.log_var)[:, None] * z_own
+    if out.self_coupling is None or out.edge_coupling is None:
+        return eps
+    shared = out.self_coupling[:, None] * z_shared
+    shared = shared + scatter_sum(
+        out.edge_coupling[:, None] * z_shared[edges[:, 0]], edges[:, 1], z_shared.shape[0]
+    )
+    return eps + shared
+
+
+def _local_index(graph: torch.Tensor, n_graphs: int) -> tuple[torch.Tensor, int]:
+    """Each node's index within its graph (graphs are contiguous runs) and the largest size."""
+    counts = torch.bincount(graph, minlength=n_graphs)
+    first = torch.cumsum(counts, 0) - counts
+    return torch.arange(graph.shape[0], device=graph.device) - first[graph], int(counts.max())
+
+
+def bead_covariance(
+    out: DynamicsOutput, edges: torch.Tensor, graph: torch.Tensor, n_graphs: int
+) -> torch.Tensor:
+    """(G, M_max, M_max) per-graph covariance C = diag(s²) + B Bᵀ of the normalised
+    acceleration (each Cartesian component independent with this C). Graphs are contiguous
+    runs of ``graph``; smaller graphs are padded with the identity."""
+    local, size = _local_index(graph, n_graphs)
+    var = torch.ones(n_graphs, size, dtype=out.mean.dtype, device=out.mean.device)
+    var = var.index_put((graph, local), _std(out.log_var) ** 2)
+    cov = torch.diag_embed(var)
+    if out.self_coupling is None or out.edge_coupling is None:
+        return cov
+    b = torch.zeros(n_graphs, size, size, dtype=out.mean.dtype, device=out.mean.device)
+    b = b.index_put((graph, local, local), out.self_coupling, accumulate=True)
+    src, dst = edges[:, 0], edges[:, 1]
+    b = b.index_put((graph[dst], local[dst], local[src]), out.edge_coupling, accumulate=True)
+    return cov + b @ b.transpose(1, 2)
+
+
+def correlated_gaussian_nll(
+    out: DynamicsOutput,
+    target: torch.Tensor,
+    edges: torch.Tensor,
+    graph: torch.Tensor,
+    n_graphs: int,
+) -> torch.Tensor:
+    """Negative log-likelihood per coordinate of the (possibly correlated) Gaussian, constants
+    dropped: Σ_g ½ [3 log det C_g + Σ_xyz r_gᵀ C_g⁻¹ r_g] / (3 M); equals
+    :func:`gaussian_nll` when B = 0."""
+    local, size = _local_index(graph, n_graphs)
+    residual = torch.zeros(n_graphs, size, 3, dtype=target.dtype, device=target.device)
+    residual = residual.index_put((graph, local), target - out.mean)
+    chol = torch.linalg.cholesky(bead_covariance(out, edges, graph, n_graphs))
+    white = torch.linalg.solve_triangular(chol, residual, upper=False)
+    logdet = 2.0 * torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum()
+    return 0.5 * (3.0 * logdet + (white**2).sum()) / (3.0 * graph.shape[0])
 
 
 class ScoreGNN(nn.Module):

@@ -379,12 +379,7 @@ def run_polymer(
         context.loadCheckpoint(np.asarray(restart["openmm_checkpoint"], dtype=np.uint8).tobytes())
     else:
         writer.truncate(0)
-        rng = np.random.default_rng(run.seed)
-        context.setPositions(initial_positions(polymer, rng))
-        openmm.LocalEnergyMinimizer.minimize(context, 1e-3, 500)
-        context.setVelocitiesToTemperature(run.kT / KB_KJ_PER_MOL_K, run.seed + 1)
-        context.getIntegrator().step(round(run.equilibrate_tau / run.timestep_tau))
-        context.setTime(0.0)
+        _equilibrate(context, polymer, run, ff)
     integrator = context.getIntegrator()
     try:
         while writer.n_frames < run.n_frames:
@@ -411,6 +406,31 @@ def run_polymer(
     if h5py_frames(path) >= run.n_frames:
         compact(path)
     return path
+
+
+def _equilibrate(context: Any, polymer: Polymer, run: PolymerRun, ff: ForceField) -> None:
+    """Relax a minimised random walk for ``equilibrate_tau``. A start that blows up (a rare
+    near-collinear triple, where the torsion force is singular, early in the relaxation) is
+    replaced by the next random walk of the same seeded stream, so the result stays
+    reproducible; after ``attempts`` failures the last error is raised."""
+    import openmm
+
+    rng = np.random.default_rng(run.seed)
+    attempts = 5
+    for attempt in range(attempts):
+        context.setPositions(initial_positions(polymer, rng))
+        openmm.LocalEnergyMinimizer.minimize(context, 1e-3, 500)
+        context.setVelocitiesToTemperature(run.kT / KB_KJ_PER_MOL_K, run.seed + 1 + attempt)
+        context.getIntegrator().step(round(run.equilibrate_tau / run.timestep_tau))
+        context.setTime(0.0)
+        state = context.getState(getPositions=True)
+        x = np.asarray(state.getPositions(asNumpy=True).value_in_unit(openmm.unit.nanometer))
+        try:
+            _check_frame(polymer, x, ff, 0)
+            return
+        except SimulationDiverged:
+            if attempt == attempts - 1:
+                raise
 
 
 def compact(path: str | Path) -> Path:
@@ -526,7 +546,7 @@ def load_polymer(name: str | Path, directory: Path = POLYMER_DIR) -> PolymerData
 
 def dataset_plan(
     n_train: int = 12,
-    n_test: int = 4,
+    n_test: int = 8,
     target_beads: int = 40,
     train_run: PolymerRun | None = None,
     test_run: PolymerRun | None = None,

@@ -4,7 +4,8 @@ One step advances the CG bead positions x (σ) by Δt (the training frame spacin
 the bundled data, i.e. 200 Langevin steps of the reference force field):
 
 1. Dynamics GNN on the CG graph at t (CG bonds + radius edges) with the k most recent
-   velocities gives N(μ, s² I) per bead; draw a = μ + s z (z ~ N(0, I)).
+   velocities gives the Gaussian N(μ, C ⊗ I₃) over the chain's accelerations, C = diag(s²)
+   (+ B Bᵀ with correlated noise); draw a = μ + s ⊙ z₁ + B z₂ (z ~ N(0, I)).
 2. Semi-implicit Euler: v_{t+Δt} = v_t + a Δt, x̂_{t+Δt} = x_t + v_{t+Δt} Δt.
 3. Refinement strength S (0 = off): annealed Langevin dynamics with the Score GNN over the
    S smallest noise levels σ_i of the trained schedule, T_σ steps each (App. C,
@@ -24,10 +25,10 @@ and ``rg2_fine`` (R_g²_CG plus the learned offset of App. C, σ²; the offset c
 step's own forward pass, i.e. the latent graph at t, one Δt behind the positions).
 
 Initial state: the polymer's reference frame ``start_frame`` (coarse-grained). History
-velocities come from the reference frames before it when the file is sampled at the model's
-Δt, else they are drawn from N(0, v_rms²), the isotropic velocity scale of the training
-data (at Δt ≫ the momentum relaxation time successive CG velocities are nearly
-uncorrelated, so this is close to the data's own distribution).
+velocities come from the reference frames before it when the model's Δt is a whole number
+of the file's frame spacings, else they are drawn from N(0, v_rms²), the isotropic velocity
+scale of the training data (at Δt ≫ the momentum relaxation time successive CG velocities
+are nearly uncorrelated, so this is close to the data's own distribution).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from explorer.cg.model import (
     ModelConfig,
     Scales,
     ScoreGNN,
+    acceleration_noise,
     noise_schedule,
 )
 from explorer.cg.polymers import POLYMER_DIR, PolymerData, load_polymer
@@ -149,7 +151,8 @@ class CGSimulator:
         if ckpt.family != "cg":
             raise CheckpointError(f"{ckpt.name} is a {ckpt.family or 'unknown'} checkpoint, not cg")
         card = ckpt.card
-        config = ModelConfig(**card["model"])
+        # Cards written before ``correlated_noise`` existed hold the paper's independent model.
+        config = ModelConfig(**{"correlated_noise": False, **card["model"]})
         modules = CGModules(
             EmbeddingGNN(config), DynamicsGNN(config), ScoreGNN(config), config,
             Scales(**card["scales"]),
@@ -221,8 +224,10 @@ class CGSimulator:
         x = torch.as_tensor(cg.positions[start], dtype=torch.float32)
         if len(atoms) == cg.n_beads:
             x = torch.as_tensor(atoms.positions, dtype=torch.float32)
-        if abs(cg.dt_tau - self.dt_tau) < 1e-6 and start >= k:
-            window = torch.as_tensor(cg.positions[start - k : start + 1][::-1].copy())
+        stride = round(self.dt_tau / cg.dt_tau)
+        if stride >= 1 and abs(stride * cg.dt_tau - self.dt_tau) < 1e-6 and start >= k * stride:
+            frames = cg.positions[start - k * stride : start + 1 : stride]
+            window = torch.as_tensor(frames[::-1].copy())
             v = ((window[:-1] - window[1:]) / self.dt_tau).to(torch.float32)
         else:
             shape = (k, cg.n_beads, 3)
@@ -243,14 +248,13 @@ class CGSimulator:
         poly = state.polymer
         edges, flag = graph_edges(state.x[None], poly.bond_matrix, cfg.cutoff)
         graph = torch.zeros(poly.n_beads, dtype=torch.long)
-        mean, log_var, pooled = self.modules.dynamics(
+        out = self.modules.dynamics(
             state.c, state.weights, state.x / sc.length, state.v.transpose(0, 1) / sc.velocity,
             edges, flag, graph, 1,
         )  # fmt: skip
-        std = torch.exp(0.5 * log_var.clamp(-10.0, 10.0))[:, None]
         for _ in range(self.max_retries + 1):
-            z = torch.randn(mean.shape, generator=state.generator)
-            a = sc.acceleration * (mean + std * z)
+            z = torch.randn((2, *out.mean.shape), generator=state.generator)
+            a = sc.acceleration * (out.mean + acceleration_noise(out, edges, z[0], z[1]))
             v_new = state.v[0] + a * self.dt_tau
             x_new = state.x + v_new * self.dt_tau
             if state.refinement > 0:
@@ -281,7 +285,7 @@ class CGSimulator:
         state.time_tau = state.step * self.dt_tau
         # The App. C offset from this step's latent graph (at t): it varies slowly, and
         # reusing the pass halves the cost of a step compared with a second pass at t + Δt.
-        state.rg2_offset = self._offset_from(pooled)
+        state.rg2_offset = self._offset_from(out.pooled)
         return state
 
     def frame(self, state: CGState) -> Any:
@@ -314,11 +318,11 @@ class CGSimulator:
         edges, flag = graph_edges(state.x[None], poly.bond_matrix, self.modules.config.cutoff)
         graph = torch.zeros(poly.n_beads, dtype=torch.long)
         with torch.no_grad():
-            _, _, pooled = self.modules.dynamics(
+            out = self.modules.dynamics(
                 state.c, state.weights, state.x / sc.length, state.v.transpose(0, 1) / sc.velocity,
                 edges, flag, graph, 1,
             )  # fmt: skip
-            return self._offset_from(pooled)
+            return self._offset_from(out.pooled)
 
     def _problem(self, state: CGState, x_new: torch.Tensor) -> str:
         """Why a proposed step is rejected ("" when it is fine)."""

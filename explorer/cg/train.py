@@ -3,10 +3,11 @@
 One optimiser trains the Embedding, Dynamics and Score GNNs (and the R_g² head) together;
 the loss of a batch is
 
-    L = NLL(a | μ, σ²)  +  λ_score · E_{σ_i, z} |G_NS(x_{t+Δt} + σ_i z, σ_i) + z|² / 3
+    L = NLL(a | μ, C)  +  λ_score · E_{σ_i, z} |G_NS(x_{t+Δt} + σ_i z, σ_i) + z|² / 3
         +  λ_rg · (head - (R_g²_fine - R_g²_CG))²          (normalised by data scales)
 
-with the Gaussian NLL of the time-integrated acceleration (eq. in §3), denoising score
+with the Gaussian NLL of the time-integrated acceleration (eq. in §3; C is the paper's
+diag(s²) or, with ``correlated_noise``, diag(s²) + B Bᵀ over a chain's beads), denoising score
 matching at a uniformly drawn noise level (eq. 2, weighted by σ_i² as usual, so the target
 is the noise itself) and the App. C R_g² offset. Adam with the learning rate decayed
 exponentially from ``lr`` to ``lr_final`` over ``max_steps``, gradient clipping, validation
@@ -41,6 +42,7 @@ from explorer.cg.model import (
     Scales,
     ScoreGNN,
     cg_embedding,
+    correlated_gaussian_nll,
     gaussian_nll,
     noise_schedule,
 )
@@ -55,12 +57,13 @@ __all__ = ["CGModules", "TrainConfig", "TrainResult", "batch_losses", "fit_scale
 class TrainConfig:
     """Settings of one run (paper App. C: Adam 2e-4 → 2e-5 over 2M steps; here CPU-sized).
 
-    ``bead_size`` atoms per CG bead (METIS); ``validation`` names of held-out polymers
-    (default: the last ``n_validation`` given).
+    ``bead_size`` atoms per CG bead (METIS); the last ``n_validation`` polymers given are
+    held out; ``frame_stride`` sets the model's Δt in frames of the training files.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
     bead_size: int = 4
+    frame_stride: int = 1
     max_steps: int = 3_000
     eval_every: int = 250
     patience: int = 6
@@ -109,13 +112,15 @@ class CGModules:
         return cg_embedding(c, polymer.groups, polymer.n_beads)
 
 
-def fit_scales(polymers: Sequence[CGPolymer], history: int) -> Scales:
-    """Isotropic (rotation-invariant) RMS scales of velocities, accelerations, bond lengths."""
+def fit_scales(polymers: Sequence[CGPolymer], history: int, stride: int = 1) -> Scales:
+    """Isotropic (rotation-invariant) RMS scales of velocities, accelerations, bond lengths
+    at Δt = ``stride`` frames."""
     v, a, bond, off = [], [], [], []
+    s = stride
     for p in polymers:
-        x = p.positions
-        v.append(np.diff(x, axis=0).ravel() / p.dt_tau)
-        a.append((x[2:] - 2 * x[1:-1] + x[:-2]).ravel() / p.dt_tau**2)
+        x, dt = p.positions, s * p.dt_tau
+        v.append((x[s:] - x[:-s]).ravel() / dt)
+        a.append((x[2 * s :] - 2 * x[s:-s] + x[: -2 * s]).ravel() / dt**2)
         idx = torch.nonzero(p.bond_matrix).numpy()
         if idx.size:
             bond.append(np.linalg.norm(x[:, idx[:, 0]] - x[:, idx[:, 1]], axis=-1).ravel())
@@ -139,13 +144,18 @@ def batch_losses(
         [modules.bead_embeddings(p).repeat(batch.samples_per_polymer, 1) for p in batch.polymers]
     )
     n_graphs = int(batch.graph.max()) + 1
-    mean, log_var, pooled = modules.dynamics(
+    out = modules.dynamics(
         c, batch.weights, batch.x / sc.length, batch.v / sc.velocity,
         batch.edges, batch.bond_flag, batch.graph, n_graphs,
     )  # fmt: skip
-    losses = {"nll": gaussian_nll(mean, log_var, batch.target / sc.acceleration)}
-    target = (batch.rg2_offset - sc.rg2_offset_mean) / sc.rg2_offset_std
-    losses["rg"] = ((modules.dynamics.rg2_offset(pooled) - target) ** 2).mean()
+    target = batch.target / sc.acceleration
+    if cfg.correlated_noise:
+        nll = correlated_gaussian_nll(out, target, batch.edges, batch.graph, n_graphs)
+    else:
+        nll = gaussian_nll(out.mean, out.log_var, target)
+    losses = {"nll": nll}
+    rg_target = (batch.rg2_offset - sc.rg2_offset_mean) / sc.rg2_offset_std
+    losses["rg"] = ((modules.dynamics.rg2_offset(out.pooled) - rg_target) ** 2).mean()
     # Score matching on the next frame's CG structure at one random level per sample.
     sigmas = noise_schedule(cfg)
     level = torch.randint(len(sigmas), (n_graphs,), generator=generator)
@@ -245,14 +255,21 @@ def train(
     state_path = out_dir / f"{out_name}.state.pt" if out_name else None
 
     torch.manual_seed(config.seed)
-    modules = CGModules.create(cfg, fit_scales(train_set, cfg.history))
+    stride = config.frame_stride
+    modules = CGModules.create(cfg, fit_scales(train_set, cfg.history, stride))
     optimizer = torch.optim.Adam(modules.parameters(), lr=config.lr)
     gamma = (config.lr_final / config.lr) ** (1.0 / max(1, config.max_steps))
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma)
     val_rng = np.random.default_rng(config.seed + 1)
     val_batches = [
         make_batch(
-            val_set, val_rng, cfg.history, cfg.cutoff, config.n_polymers, config.samples_per_polymer
+            val_set,
+            val_rng,
+            cfg.history,
+            cfg.cutoff,
+            config.n_polymers,
+            config.samples_per_polymer,
+            stride,
         )
         for _ in range(config.validation_batches)
     ]
@@ -281,7 +298,7 @@ def train(
     modules.train(True)
     while step < config.max_steps and not stopped:
         batch = make_batch(train_set, rng, cfg.history, cfg.cutoff, config.n_polymers,
-                           config.samples_per_polymer)  # fmt: skip
+                           config.samples_per_polymer, stride)  # fmt: skip
         loss = _total(batch_losses(modules, batch, generator), config)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -342,7 +359,7 @@ def train(
             "scales": modules.scales.to_dict(),
             "bead_size": config.bead_size,
             "bead_types": list(BEAD_TYPES),
-            "dt_tau": float(train_set[0].dt_tau),
+            "dt_tau": float(stride * train_set[0].dt_tau),
             "units": {"length": "sigma", "time": "tau", "energy": "epsilon"},
             "train_config": config.to_dict(),
             "training_files": [{"name": p.name, "sha256": sha256_of(p)} for p in paths],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from scipy.spatial.transform import Rotation
@@ -9,10 +11,14 @@ from scipy.spatial.transform import Rotation
 from explorer.cg.data import graph_edges
 from explorer.cg.model import (
     DynamicsGNN,
+    DynamicsOutput,
     EmbeddingGNN,
     ModelConfig,
     ScoreGNN,
+    acceleration_noise,
+    bead_covariance,
     cg_embedding,
+    correlated_gaussian_nll,
     gaussian_nll,
 )
 
@@ -34,27 +40,117 @@ def _inputs(seed: int = 0, m: int = 9) -> dict:
     }
 
 
-def _dynamics(net: DynamicsGNN, d: dict, x: torch.Tensor, v: torch.Tensor):
+def _dynamics(net: DynamicsGNN, d: dict, x: torch.Tensor, v: torch.Tensor) -> DynamicsOutput:
     edges, flag = graph_edges(x[None], d["bond"], CONFIG.cutoff)
     graph = torch.zeros(x.shape[0], dtype=torch.long)
     return net(d["c"], d["w"], x, v, edges, flag, graph, 1)
 
 
-def test_dynamics_gaussian_is_translation_invariant_and_rotation_equivariant() -> None:
+def _covariance(net: DynamicsGNN, d: dict, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    edges, _ = graph_edges(x[None], d["bond"], CONFIG.cutoff)
+    graph = torch.zeros(x.shape[0], dtype=torch.long)
+    return bead_covariance(_dynamics(net, d, x, v), edges, graph, 1)[0]
+
+
+@pytest.mark.parametrize("correlated", [False, True])
+def test_dynamics_gaussian_is_translation_invariant_and_rotation_equivariant(
+    correlated: bool,
+) -> None:
     torch.manual_seed(0)
-    net = DynamicsGNN(CONFIG).double().eval()
+    config = ModelConfig(**{**CONFIG.to_dict(), "correlated_noise": correlated})
+    net = DynamicsGNN(config).double().eval()
     d = _inputs()
     rot = torch.as_tensor(Rotation.random(random_state=1).as_matrix())
     shift = torch.tensor([3.0, -1.0, 7.5], dtype=torch.float64)
-    mean, log_var, pooled = _dynamics(net, d, d["x"], d["v"])
-    mean_t, log_var_t, _ = _dynamics(net, d, d["x"] + shift, d["v"])
-    mean_r, log_var_r, pooled_r = _dynamics(net, d, d["x"] @ rot.T, d["v"] @ rot.T)
-    assert mean.abs().max() > 1e-3  # a non-trivial output
-    torch.testing.assert_close(mean_t, mean)
-    torch.testing.assert_close(mean_r, mean @ rot.T)
-    torch.testing.assert_close(log_var_r, log_var)
-    torch.testing.assert_close(log_var_t, log_var)
-    torch.testing.assert_close(pooled_r, pooled)  # the R_g² head sees invariants only
+    out = _dynamics(net, d, d["x"], d["v"])
+    moved = _dynamics(net, d, d["x"] + shift, d["v"])
+    turned = _dynamics(net, d, d["x"] @ rot.T, d["v"] @ rot.T)
+    assert out.mean.abs().max() > 1e-3  # a non-trivial output
+    torch.testing.assert_close(moved.mean, out.mean)
+    torch.testing.assert_close(turned.mean, out.mean @ rot.T)
+    torch.testing.assert_close(turned.log_var, out.log_var)
+    torch.testing.assert_close(moved.log_var, out.log_var)
+    torch.testing.assert_close(turned.pooled, out.pooled)  # the R_g² head sees invariants only
+    cov = _covariance(net, d, d["x"], d["v"])
+    torch.testing.assert_close(_covariance(net, d, d["x"] @ rot.T + shift, d["v"] @ rot.T), cov)
+    off_diagonal = cov - torch.diag(torch.diagonal(cov))
+    assert (off_diagonal.abs().max() > 1e-3) == correlated
+
+
+def test_bead_covariance_permutes_with_the_beads() -> None:
+    torch.manual_seed(5)
+    net = DynamicsGNN(CONFIG).double().eval()
+    d = _inputs(6)
+    perm = torch.randperm(d["x"].shape[0], generator=torch.Generator().manual_seed(7))
+    shuffled = {**d, "c": d["c"][perm], "w": d["w"][perm], "bond": d["bond"][perm][:, perm]}
+    cov = _covariance(net, d, d["x"], d["v"])
+    torch.testing.assert_close(_covariance(net, shuffled, d["x"][perm], d["v"][perm]),
+                               cov[perm][:, perm])  # fmt: skip
+
+
+def _random_output(m: int, n_graphs: int, seed: int) -> tuple[DynamicsOutput, torch.Tensor]:
+    """A random correlated Gaussian over ``n_graphs`` chains of m beads (fully connected)."""
+    g = torch.Generator().manual_seed(seed)
+    pairs = torch.tensor([(i, j) for i in range(m) for j in range(m) if i != j])
+    edges = torch.cat([pairs + k * m for k in range(n_graphs)])
+    n = m * n_graphs
+    out = DynamicsOutput(
+        mean=torch.randn(n, 3, generator=g, dtype=torch.float64),
+        log_var=torch.randn(n, generator=g, dtype=torch.float64) - 1.0,
+        pooled=torch.zeros(n_graphs, 1, dtype=torch.float64),
+        self_coupling=torch.randn(n, generator=g, dtype=torch.float64),
+        edge_coupling=0.5 * torch.randn(edges.shape[0], generator=g, dtype=torch.float64),
+    )
+    return out, edges
+
+
+def test_correlated_nll_matches_torch_multivariate_normal() -> None:
+    m, n_graphs = 5, 3
+    out, edges = _random_output(m, n_graphs, 8)
+    graph = torch.arange(n_graphs).repeat_interleave(m)
+    target = torch.randn(m * n_graphs, 3, generator=torch.Generator().manual_seed(9),
+                         dtype=torch.float64)  # fmt: skip
+    cov = bead_covariance(out, edges, graph, n_graphs)
+    reference = 0.0
+    for k in range(n_graphs):
+        rows = slice(k * m, (k + 1) * m)
+        dist = torch.distributions.MultivariateNormal(out.mean[rows].T, covariance_matrix=cov[k])
+        reference -= float(dist.log_prob(target[rows].T).sum())
+    reference = reference / (3 * m * n_graphs) - 0.5 * math.log(2 * math.pi)
+    ours = correlated_gaussian_nll(out, target, edges, graph, n_graphs)
+    assert float(ours) == pytest.approx(reference, rel=1e-10)
+    independent = out._replace(self_coupling=None, edge_coupling=None)
+    torch.testing.assert_close(
+        correlated_gaussian_nll(independent, target, edges, graph, n_graphs),
+        gaussian_nll(out.mean, out.log_var, target),
+    )
+
+
+def test_correlated_nll_pads_chains_of_different_length() -> None:
+    small, e_small = _random_output(4, 1, 10)
+    large, e_large = _random_output(6, 1, 11)
+    both = DynamicsOutput(*(torch.cat([a, b]) for a, b in zip(small, large, strict=True)))
+    edges = torch.cat([e_small, e_large + 4])
+    graph = torch.tensor([0] * 4 + [1] * 6)
+    target = torch.zeros(10, 3, dtype=torch.float64)
+    joint = correlated_gaussian_nll(both, target, edges, graph, 2)
+    alone = [
+        correlated_gaussian_nll(o, target[:n], e, torch.zeros(n, dtype=torch.long), 1) * n
+        for o, e, n in ((small, e_small, 4), (large, e_large, 6))
+    ]
+    assert float(joint) == pytest.approx(float(sum(alone)) / 10, rel=1e-10)
+
+
+def test_acceleration_noise_has_the_model_covariance() -> None:
+    m = 4
+    out, edges = _random_output(m, 1, 12)
+    g = torch.Generator().manual_seed(13)
+    n = 40_000
+    z = torch.randn(2, n, m, 3, generator=g, dtype=torch.float64)
+    draws = torch.stack([acceleration_noise(out, edges, z[0, i], z[1, i]) for i in range(n)])
+    empirical = torch.einsum("nmd,nkd->mk", draws, draws) / (3 * n)
+    cov = bead_covariance(out, edges, torch.zeros(m, dtype=torch.long), 1)[0]
+    torch.testing.assert_close(empirical, cov, atol=0.03 * float(cov.diagonal().max()), rtol=0)
 
 
 def test_score_is_equivariant() -> None:

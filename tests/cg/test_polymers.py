@@ -105,3 +105,24 @@ def test_interrupted_run_resumes_exactly(tmp_path: Path) -> None:
     a, b = read_h5md(straight), read_h5md(resumed)
     assert b.n_frames == run.n_frames
     np.testing.assert_allclose(a.positions, b.positions, atol=1e-5)
+
+
+def test_a_start_that_blows_up_is_replaced_by_the_next_random_walk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import explorer.cg.polymers as polymers
+
+    polymer = build_polymer("restart", [0, 4, 1, 8])
+    run = PolymerRun(length_tau=2.0, record_every_tau=0.5, equilibrate_tau=1.0, restart_every=4)
+    real_check, calls = polymers._check_frame, {"n": 0}
+
+    def first_start_explodes(poly, x, ff, frame) -> None:
+        calls["n"] += 1
+        real_check(poly, x * (100.0 if calls["n"] == 1 else 1.0), ff, frame)
+
+    monkeypatch.setattr(polymers, "_check_frame", first_start_explodes)
+    data = read_h5md(run_polymer(polymer, tmp_path / "a.h5", run))
+    assert data.n_frames == run.n_frames and calls["n"] == 2 + run.n_frames  # 2 starts
+    monkeypatch.setattr(polymers, "_check_frame", lambda *a: real_check(a[0], a[1] * 100, *a[2:]))
+    with pytest.raises(polymers.SimulationDiverged, match="blew up before frame 0"):
+        run_polymer(polymer, tmp_path / "b.h5", run)

@@ -48,9 +48,9 @@ def test_blow_up_raises_simulation_diverged_and_keeps_frames(simulator: CGSimula
 
     def exploding(*args, **kwargs):
         calls["n"] += 1
-        mean, log_var, pooled = original(*args, **kwargs)
+        out = original(*args, **kwargs)
         # prepare() calls the network once, each step once more: blow up at step 4.
-        return (mean * (1e6 if calls["n"] > 4 else 1.0), log_var, pooled)
+        return out._replace(mean=out.mean * (1e6 if calls["n"] > 4 else 1.0))
 
     dynamics.forward = exploding
     try:
