@@ -139,6 +139,12 @@ def add_cg_train(families: argparse._SubParsersAction) -> None:
         action="store_true",
         help="the paper's per-bead Gaussian instead of one correlated over the chain's beads",
     )
+    p.add_argument(
+        "--rg-step-weight",
+        type=float,
+        default=1.0,
+        help="weight of the one-step R_g² consistency loss (0 = the paper's loss)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the saved state")
     p.add_argument("--no-progress", action="store_true")
@@ -165,6 +171,7 @@ def _run_cg_train(args: argparse.Namespace) -> int:
         ),
         bead_size=args.bead_size,
         frame_stride=args.frame_stride,
+        rg_step_weight=args.rg_step_weight,
         max_steps=args.max_steps,
         eval_every=args.eval_every,
         patience=args.patience,

@@ -100,7 +100,7 @@ class Batch:
     """A batched CG graph: per bead ``x`` (n, 3), ``v`` (n, k, 3), ``target`` (n, 3),
     ``next_x`` (n, 3), ``weights`` (n,), ``graph`` (n,) sample index; per sample
     ``rg2_offset`` (S,) R_g²(fine) - R_g²(CG) at t; ``edges``/``bond_flag`` of the graph at
-    t; per polymer in the batch, its fine graph for the embedding GNN."""
+    t; per polymer in the batch, its fine graph for the embedding GNN; ``dt`` Δt (τ)."""
 
     x: torch.Tensor
     v: torch.Tensor
@@ -113,6 +113,7 @@ class Batch:
     bond_flag: torch.Tensor
     polymers: list[CGPolymer]
     samples_per_polymer: int
+    dt: float = 1.0
 
 
 def valid_starts(polymer: CGPolymer, history: int, stride: int = 1) -> np.ndarray:
@@ -192,4 +193,5 @@ def make_batch(
         bond_flag=torch.cat(flags),
         polymers=chosen,
         samples_per_polymer=samples_per_polymer,
+        dt=float(stride * chosen[0].dt_tau),
     )

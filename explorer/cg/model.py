@@ -55,7 +55,9 @@ __all__ = [
     "acceleration_noise",
     "bead_covariance",
     "correlated_gaussian_nll",
+    "expected_next_rg2",
     "gaussian_nll",
+    "graph_rg2",
     "mlp",
 ]
 
@@ -92,13 +94,15 @@ class ModelConfig:
 @dataclass(frozen=True)
 class Scales:
     """Data scales that make network inputs and targets O(1): velocity (σ/τ), acceleration
-    (σ/τ²), length (σ), and the R_g² offset (σ²) mean and spread."""
+    (σ/τ²), length (σ), the R_g² offset (σ²) mean and spread, and the RMS change of the CG
+    R_g² over one Δt (σ²)."""
 
     velocity: float = 1.0
     acceleration: float = 1.0
     length: float = 1.0
     rg2_offset_mean: float = 0.0
     rg2_offset_std: float = 1.0
+    rg2_step: float = 1.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -305,6 +309,46 @@ def bead_covariance(
     src, dst = edges[:, 0], edges[:, 1]
     b = b.index_put((graph[dst], local[dst], local[src]), out.edge_coupling, accumulate=True)
     return cov + b @ b.transpose(1, 2)
+
+
+def graph_rg2(
+    x: torch.Tensor, masses: torch.Tensor, graph: torch.Tensor, n_graphs: int
+) -> torch.Tensor:
+    """(G,) mass-weighted R_g² of each graph of a batch (σ²)."""
+    total = scatter_sum(masses, graph, n_graphs)
+    com = scatter_sum(masses[:, None] * x, graph, n_graphs) / total[:, None]
+    return scatter_sum(masses * ((x - com[graph]) ** 2).sum(-1), graph, n_graphs) / total
+
+
+def expected_next_rg2(
+    out: DynamicsOutput,
+    x: torch.Tensor,
+    v_last: torch.Tensor,
+    masses: torch.Tensor,
+    edges: torch.Tensor,
+    graph: torch.Tensor,
+    n_graphs: int,
+    dt: float,
+    acceleration_scale: float,
+) -> torch.Tensor:
+    """(G,) E[R_g²(x_{t+Δt})] (σ²) under the predicted Gaussian, in closed form.
+
+    With x_{t+Δt} = m + Δt² s_a ε, m = x + Δt v_last + Δt² s_a μ and Cov(ε) = C ⊗ I₃:
+    E[R_g²] = R_g²(m) + 3 Δt⁴ s_a² tr(P C), P = (diag(w) - w wᵀ / W) / W the mass-weighted
+    centring. x, v_last in σ and σ/τ; masses (M,) CG bead masses.
+    """
+    dx2 = (dt * dt * acceleration_scale) ** 2
+    m = x + dt * v_last + dt * dt * acceleration_scale * out.mean
+    total = scatter_sum(masses, graph, n_graphs)
+    rg2 = graph_rg2(m, masses, graph, n_graphs)
+    cov = bead_covariance(out, edges, graph, n_graphs)
+    local, size = _local_index(graph, n_graphs)
+    w = torch.zeros(n_graphs, size, dtype=x.dtype, device=x.device).index_put(
+        (graph, local), masses
+    )
+    trace = (w * torch.diagonal(cov, dim1=1, dim2=2)).sum(-1) / total
+    trace = trace - torch.einsum("gm,gmn,gn->g", w, cov, w) / total**2
+    return rg2 + 3.0 * dx2 * trace
 
 
 def correlated_gaussian_nll(

@@ -191,3 +191,27 @@ def test_gaussian_nll_is_minimal_at_the_truth() -> None:
         for lv in (-2.0, torch.log(torch.tensor(0.25)), 0.0)
     ]
     assert nll[1] == pytest.approx(min(nll))
+
+
+def test_expected_next_rg2_matches_sampling() -> None:
+    from explorer.cg.model import expected_next_rg2, graph_rg2
+
+    m, n_graphs, dt, scale = 5, 2, 3.0, 0.2
+    out, edges = _random_output(m, n_graphs, 14)
+    graph = torch.arange(n_graphs).repeat_interleave(m)
+    g = torch.Generator().manual_seed(15)
+    x = 2.0 * torch.randn(m * n_graphs, 3, generator=g, dtype=torch.float64)
+    v = torch.randn(m * n_graphs, 3, generator=g, dtype=torch.float64)
+    masses = torch.rand(m * n_graphs, generator=g, dtype=torch.float64) + 0.5
+    expected = expected_next_rg2(out, x, v, masses, edges, graph, n_graphs, dt, scale)
+    n = 20_000
+    z = torch.randn(2, n, m * n_graphs, 3, generator=g, dtype=torch.float64)
+    draws = [out.mean + acceleration_noise(out, edges, z[0, i], z[1, i]) for i in range(n)]
+    samples = torch.stack(
+        [graph_rg2(x + dt * v + dt * dt * scale * a, masses, graph, n_graphs) for a in draws]
+    )
+    mean, err = samples.mean(0), samples.std(0) / n**0.5
+    assert torch.all((mean - expected).abs() < 4 * err)
+    # and R_g² is translation invariant, as the masses' centre is removed
+    torch.testing.assert_close(graph_rg2(x + 5.0, masses, graph, n_graphs),
+                               graph_rg2(x, masses, graph, n_graphs))  # fmt: skip
