@@ -145,6 +145,12 @@ def add_cg_train(families: argparse._SubParsersAction) -> None:
         default=1.0,
         help="weight of the one-step R_g² consistency loss (0 = the paper's loss)",
     )
+    p.add_argument(
+        "--rollout-validation-steps",
+        type=int,
+        default=0,
+        help="select weights by N-step rollouts of the validation polymers (0 = by NLL)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the saved state")
     p.add_argument("--no-progress", action="store_true")
@@ -172,6 +178,7 @@ def _run_cg_train(args: argparse.Namespace) -> int:
         bead_size=args.bead_size,
         frame_stride=args.frame_stride,
         rg_step_weight=args.rg_step_weight,
+        rollout_validation_steps=args.rollout_validation_steps,
         max_steps=args.max_steps,
         eval_every=args.eval_every,
         patience=args.patience,
@@ -191,8 +198,9 @@ def _run_cg_train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         card_extra={"command": "accelmd " + " ".join(sys.argv[1:])},
     )
+    what = "rollout ⟨R_g²⟩ error" if args.rollout_validation_steps else "validation NLL"
     print(
-        f"{result.card_path}: best validation NLL {result.best_val:.4g} at step "
+        f"{result.card_path}: best {what} {result.best_val:.4g} at step "
         f"{result.best_step} of {result.steps} ({result.wall_time_s:.0f} s)"
     )
     return 0

@@ -22,8 +22,9 @@ file metadata say ``length_unit: sigma``, ``time_unit: tau``). Langevin dynamics
 
 Chemistry space (after Webb et al., paper Fig. 2a): four bead types A–D (different σ, ε)
 form ten constitutional units (CUs): a backbone bead with an optional linear side chain.
-Class I polymers (training) repeat a pattern of four CUs exactly; class II polymers
-(testing, never seen in training) are random sequences of four CUs.
+Class I polymers (training; 32, the last two for validation) repeat a pattern of four CUs
+exactly; class II polymers (testing, 8, never seen in training) are random sequences of
+four CUs.
 
 Scaled to 2 CPU cores (paper: ~890 beads, 50k τ training / 5M τ testing): chains of
 ~40 beads, training trajectories of 1,000 τ recorded every 2 τ and test trajectories
@@ -551,8 +552,15 @@ def dataset_plan(
     train_run: PolymerRun | None = None,
     test_run: PolymerRun | None = None,
     seed: int = 2023,
+    n_train_extra: int = 20,
 ) -> list[tuple[Polymer, PolymerRun]]:
-    """The bundled dataset: class I training chains and 20× longer class II test chains."""
+    """The bundled dataset: class I training chains and 20× longer class II test chains.
+
+    The first ``n_train`` training chains and then the ``n_test`` test chains come from one
+    random stream (``seed``); ``n_train_extra`` more training chains (named after them) come
+    from a second stream (``seed + 1``), so enlarging the training set never changes a
+    test chain or an existing file.
+    """
     train_run = train_run or PolymerRun()
     test_run = test_run or PolymerRun(length_tau=20_000.0, record_every_tau=10.0)
     rng = np.random.default_rng(seed)
@@ -563,6 +571,10 @@ def dataset_plan(
     for k in range(n_test):
         polymer = random_copolymer(f"test_II_{k:03d}", rng, target_beads)
         plan.append((polymer, PolymerRun(**{**asdict(test_run), "seed": seed + 1000 + k})))
+    extra_rng = np.random.default_rng(seed + 1)
+    for k in range(n_train, n_train + n_train_extra):
+        polymer = regular_copolymer(f"train_I_{k:03d}", extra_rng, target_beads)
+        plan.append((polymer, PolymerRun(**{**asdict(train_run), "seed": seed + k})))
     return plan
 
 

@@ -126,3 +126,12 @@ def test_a_start_that_blows_up_is_replaced_by_the_next_random_walk(
     monkeypatch.setattr(polymers, "_check_frame", lambda *a: real_check(a[0], a[1] * 100, *a[2:]))
     with pytest.raises(polymers.SimulationDiverged, match="blew up before frame 0"):
         run_polymer(polymer, tmp_path / "b.h5", run)
+
+
+def test_growing_the_training_set_keeps_every_existing_chain() -> None:
+    small, large = dataset_plan(n_train_extra=0), dataset_plan(n_train_extra=5)
+    assert [(p.name, p.cu_sequence, r.seed) for p, r in small] == [
+        (p.name, p.cu_sequence, r.seed) for p, r in large[: len(small)]
+    ]
+    assert [p.name for p, _ in large[len(small) :]] == [f"train_I_{k:03d}" for k in range(12, 17)]
+    assert len({r.seed for _, r in large}) == len(large)

@@ -83,3 +83,42 @@ def test_checkpoint_card_and_weights_round_trip(tiny_checkpoint: Path) -> None:
     assert card["training_files"] and card["validation_polymers"] == ["train_I_001"]
     sim = CGSimulator.from_checkpoint(tiny_checkpoint)
     assert sim.bead_size == card["bead_size"]
+
+
+def test_rollout_validation_selects_by_rg2_error(
+    polymer_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import explorer.cg.train as cg_train
+
+    config = tiny_train_config(max_steps=30, eval_every=10, rollout_validation_steps=5)
+    real, errors = cg_train.rollout_error, iter([0.5, 0.1, 0.3])
+    seen = []
+
+    def scripted(*args, **kwargs) -> float:
+        seen.append(real(*args, **kwargs))  # the real rollouts run and score in [0, 1]
+        return next(errors)
+
+    monkeypatch.setattr(cg_train, "rollout_error", scripted)
+    result = train(_paths(polymer_dir), config, out_name="cg-roll", out_dir=tmp_path,
+                   progress=False)  # fmt: skip
+    assert len(seen) == 3 and all(0.0 <= e <= 1.0 for e in seen)
+    assert result.best_step == 20 and result.best_val == 0.1  # not the NLL's choice
+    assert [h[6] for h in result.history] == [0.5, 0.1, 0.3]
+    card = load_checkpoint("cg-roll", tmp_path).card
+    assert card["selected_by"] == "rollout_rg2_error" and card["best_rollout_rg2_error"] == 0.1
+
+
+def test_rollout_error_scores_a_diverging_model_as_one(polymer_dir: Path) -> None:
+    from explorer.cg.train import rollout_error
+
+    config = tiny_train_config()
+    paths = _paths(polymer_dir)
+    polymers = load_training_polymers(paths, config.bead_size)
+    torch.manual_seed(0)
+    modules = CGModules.create(config.model, fit_scales(polymers, config.model.history))
+    args = (paths, polymers, config.bead_size, polymers[0].dt_tau, 5, 0)
+    calm = rollout_error(modules, *args)
+    assert 0.0 <= calm <= 1.0
+    original = modules.dynamics.forward
+    modules.dynamics.forward = lambda *a, **k: (o := original(*a, **k))._replace(mean=o.mean * 1e6)
+    assert rollout_error(modules, *args) == 1.0
