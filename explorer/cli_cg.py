@@ -121,19 +121,19 @@ def add_cg_train(families: argparse._SubParsersAction) -> None:
     p.add_argument("--out-dir", help="checkpoint directory (default: sample_data/checkpoints)")
     p.add_argument("--bead-size", type=int, default=4, help="fine beads per CG bead (METIS)")
     p.add_argument(
-        "--frame-stride", type=int, default=1, help="model Δt in frames of the training files"
+        "--frame-stride", type=int, default=5, help="model Δt in frames of the training files"
     )
-    # Defaults: the bundled cg-polymers checkpoint (about 9 min on one busy CPU core).
-    p.add_argument("--max-steps", type=int, default=1_500)
-    p.add_argument("--eval-every", type=int, default=150)
-    p.add_argument("--patience", type=int, default=5)
+    # Defaults: the bundled cg-polymers checkpoint (about 8 min on one busy CPU core).
+    p.add_argument("--max-steps", type=int, default=4_000)
+    p.add_argument("--eval-every", type=int, default=250)
+    p.add_argument("--patience", type=int, default=8)
     p.add_argument("--batch-polymers", type=int, default=3, help="polymers per batch")
     p.add_argument("--samples-per-polymer", type=int, default=8, help="frames per polymer")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--hidden", type=int, default=48, help="Dynamics GNN width")
     p.add_argument("--layers", type=int, default=3, help="message-passing layers")
     p.add_argument("--history", type=int, default=3, help="k history velocities")
-    p.add_argument("--validation", type=int, default=2, help="polymers held out (the last N)")
+    p.add_argument("--validation", type=int, default=4, help="polymers held out (the last N)")
     p.add_argument(
         "--independent-noise",
         action="store_true",
@@ -148,7 +148,7 @@ def add_cg_train(families: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--rollout-validation-steps",
         type=int,
-        default=0,
+        default=300,
         help="select weights by N-step rollouts of the validation polymers (0 = by NLL)",
     )
     p.add_argument("--seed", type=int, default=0)

@@ -131,11 +131,17 @@ def test_train_and_eval_cli(local_polymers: Path, tmp_path: Path, capsys) -> Non
             "1",
             "--validation",
             "1",
+            "--frame-stride",
+            "2",
+            "--rollout-validation-steps",
+            "5",
             "--no-progress",
         ]
     )
     assert args.handler(args) == 0
     card = tmp_path / "cg-cli.json"
+    written = json.loads(card.read_text())
+    assert written["dt_tau"] == 2 * 0.5 and written["selected_by"] == "rollout_rg2_error"
     args = _parser().parse_args(
         [
             "eval",
