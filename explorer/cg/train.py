@@ -16,10 +16,14 @@ direction that sets R_g² compounds over a rollout (a model trained on the NLL a
 contracted the most swollen training chain by 0.75 σ² per 10 τ step and settled 30 % too
 compact); the expected next R_g² has a closed form under the Gaussian
 (:func:`~explorer.cg.model.expected_next_rg2`), so the term is exact and cheap, and its
-minimum is the conditional mean of the reference's next R_g². Adam with the learning rate decayed
-exponentially from ``lr`` to ``lr_final`` over ``max_steps``, gradient clipping, validation
-(NLL on held-out class-I polymers, fixed batches) every ``eval_every`` steps, early stopping
-after ``patience`` evaluations without improvement, best weights restored.
+minimum is the conditional mean of the reference's next R_g². It is off by default
+(``rg_step_weight`` = 0): it fixed that chain but did not improve ⟨R_g²⟩ on the test chains
+(see the cg-polymers card).
+
+Adam with the learning rate decayed exponentially from ``lr`` to ``lr_final`` over
+``max_steps``, gradient clipping, validation (NLL on held-out class-I polymers, fixed
+batches, or rollouts of them with ``rollout_validation_steps``) every ``eval_every`` steps,
+early stopping after ``patience`` evaluations without improvement, best weights restored.
 
 Reproducible: ``seed`` fixes initialisation and every draw; a training state (tensors and
 plain containers, ``torch.save`` / ``torch.load(weights_only=True)``) is written at every
@@ -95,7 +99,7 @@ class TrainConfig:
     n_validation: int = 2
     score_weight: float = 0.5
     rg_weight: float = 0.2
-    rg_step_weight: float = 1.0
+    rg_step_weight: float = 0.0
     rollout_validation_steps: int = 0
     seed: int = 0
 

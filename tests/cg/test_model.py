@@ -79,11 +79,13 @@ def test_dynamics_gaussian_is_translation_invariant_and_rotation_equivariant(
 
 def test_bead_covariance_permutes_with_the_beads() -> None:
     torch.manual_seed(5)
-    net = DynamicsGNN(CONFIG).double().eval()
+    net = DynamicsGNN(ModelConfig(**{**CONFIG.to_dict(), "correlated_noise": True})).double()
+    net.eval()
     d = _inputs(6)
     perm = torch.randperm(d["x"].shape[0], generator=torch.Generator().manual_seed(7))
     shuffled = {**d, "c": d["c"][perm], "w": d["w"][perm], "bond": d["bond"][perm][:, perm]}
     cov = _covariance(net, d, d["x"], d["v"])
+    assert (cov - torch.diag(torch.diagonal(cov))).abs().max() > 1e-3  # really correlated
     torch.testing.assert_close(_covariance(net, shuffled, d["x"][perm], d["v"][perm]),
                                cov[perm][:, perm])  # fmt: skip
 

@@ -123,3 +123,18 @@ def test_rollout_error_scores_a_diverging_model_as_one(polymer_dir: Path) -> Non
     original = modules.dynamics.forward
     modules.dynamics.forward = lambda *a, **k: (o := original(*a, **k))._replace(mean=o.mean * 1e6)
     assert rollout_error(modules, *args) == 1.0
+
+
+def test_correlated_noise_and_rg_step_loss_train_and_roll_out(polymer_dir: Path) -> None:
+    from dataclasses import replace
+
+    base = tiny_train_config(max_steps=20, eval_every=10)
+    config = replace(base, model=replace(base.model, correlated_noise=True), rg_step_weight=1.0)
+    result = train(_paths(polymer_dir), config, progress=False)
+    assert all(np.isfinite(h[:6]).all() for h in result.history)
+    assert result.modules.dynamics.correlated
+    simulator = CGSimulator(result.modules, config.bead_size, 0.5, polymer_dir=polymer_dir)
+    state = simulator.prepare(simulator.polymer_atoms("test_II_000"), seed=1)
+    for _ in range(5):
+        state = simulator.step(state)
+    assert torch.isfinite(state.x).all()
