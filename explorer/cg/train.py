@@ -264,7 +264,7 @@ def rollout_error(
 
     The NLL of single steps does not see how a small bias of the slow R_g² direction
     compounds over hundreds of steps; runs that differed only in their learning-rate
-    schedule ended 10 % too compact or 20× too swollen at nearly the same validation NLL.
+    schedule ended 16 % too compact or 18× too swollen at nearly the same validation NLL.
     """
     from explorer.cg.simulate import CGSimulator  # simulate imports this module
     from explorer.errors import SimulationDiverged
