@@ -331,18 +331,21 @@ def expected_next_rg2(
     n_graphs: int,
     dt: float,
     acceleration_scale: float,
+    cov: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(G,) E[R_g²(x_{t+Δt})] (σ²) under the predicted Gaussian, in closed form.
 
     With x_{t+Δt} = m + Δt² s_a ε, m = x + Δt v_last + Δt² s_a μ and Cov(ε) = C ⊗ I₃:
     E[R_g²] = R_g²(m) + 3 Δt⁴ s_a² tr(P C), P = (diag(w) - w wᵀ / W) / W the mass-weighted
-    centring. x, v_last in σ and σ/τ; masses (M,) CG bead masses.
+    centring. x, v_last in σ and σ/τ; masses (M,) CG bead masses; ``cov`` the
+    :func:`bead_covariance` of ``out`` when the caller already has it.
     """
     dx2 = (dt * dt * acceleration_scale) ** 2
     m = x + dt * v_last + dt * dt * acceleration_scale * out.mean
     total = scatter_sum(masses, graph, n_graphs)
     rg2 = graph_rg2(m, masses, graph, n_graphs)
-    cov = bead_covariance(out, edges, graph, n_graphs)
+    if cov is None:
+        cov = bead_covariance(out, edges, graph, n_graphs)
     local, size = _local_index(graph, n_graphs)
     w = torch.zeros(n_graphs, size, dtype=x.dtype, device=x.device).index_put(
         (graph, local), masses
@@ -358,14 +361,18 @@ def correlated_gaussian_nll(
     edges: torch.Tensor,
     graph: torch.Tensor,
     n_graphs: int,
+    cov: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Negative log-likelihood per coordinate of the (possibly correlated) Gaussian, constants
     dropped: Σ_g ½ [3 log det C_g + Σ_xyz r_gᵀ C_g⁻¹ r_g] / (3 M); equals
-    :func:`gaussian_nll` when B = 0."""
+    :func:`gaussian_nll` when B = 0. ``cov``: the :func:`bead_covariance` of ``out`` if
+    already computed."""
     local, size = _local_index(graph, n_graphs)
     residual = torch.zeros(n_graphs, size, 3, dtype=target.dtype, device=target.device)
     residual = residual.index_put((graph, local), target - out.mean)
-    chol = torch.linalg.cholesky(bead_covariance(out, edges, graph, n_graphs))
+    if cov is None:
+        cov = bead_covariance(out, edges, graph, n_graphs)
+    chol = torch.linalg.cholesky(cov)
     white = torch.linalg.solve_triangular(chol, residual, upper=False)
     logdet = 2.0 * torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum()
     return 0.5 * (3.0 * logdet + (white**2).sum()) / (3.0 * graph.shape[0])

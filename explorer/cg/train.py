@@ -52,6 +52,7 @@ from explorer.cg.model import (
     ModelConfig,
     Scales,
     ScoreGNN,
+    bead_covariance,
     cg_embedding,
     correlated_gaussian_nll,
     expected_next_rg2,
@@ -176,8 +177,10 @@ def batch_losses(
         batch.edges, batch.bond_flag, batch.graph, n_graphs,
     )  # fmt: skip
     target = batch.target / sc.acceleration
+    # One dense per-chain covariance serves both the correlated NLL and the R_g² step term.
+    cov = bead_covariance(out, batch.edges, batch.graph, n_graphs)
     if cfg.correlated_noise:
-        nll = correlated_gaussian_nll(out, target, batch.edges, batch.graph, n_graphs)
+        nll = correlated_gaussian_nll(out, target, batch.edges, batch.graph, n_graphs, cov)
     else:
         nll = gaussian_nll(out.mean, out.log_var, target)
     losses = {"nll": nll}
@@ -185,7 +188,7 @@ def batch_losses(
     losses["rg"] = ((modules.dynamics.rg2_offset(out.pooled) - rg_target) ** 2).mean()
     expected = expected_next_rg2(
         out, batch.x, batch.v[:, 0], batch.weights, batch.edges, batch.graph, n_graphs,
-        batch.dt, sc.acceleration,
+        batch.dt, sc.acceleration, cov,
     )  # fmt: skip
     actual = graph_rg2(batch.next_x, batch.weights, batch.graph, n_graphs)
     losses["rg_step"] = (((expected - actual) / sc.rg2_step) ** 2).mean()
