@@ -164,6 +164,11 @@ def add_flashmd_train(families: argparse._SubParsersAction) -> None:
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--cutoff", type=float, default=6.0, help="Å")
     p.add_argument("--energy-structures", type=int, default=8)
+    p.add_argument(
+        "--free-flight-baseline",
+        action="store_true",
+        help="predict residuals to the free-particle step (MDNet style; smooth potentials)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the saved state")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
@@ -195,6 +200,7 @@ def _run_flashmd_train(args: argparse.Namespace) -> int:
             num_features=args.features,
             num_layers=args.layers,
             cutoff=args.cutoff,
+            free_flight_baseline=args.free_flight_baseline,
         ),
         energy_model=energy_model,
         batch_size=args.batch_size,

@@ -150,16 +150,28 @@ def load_pairs(
     return pairs
 
 
-def target_scales(pairs: Sequence[StatePair]) -> tuple[float, float]:
+def target_scales(
+    pairs: Sequence[StatePair], free_flight_stride_fs: float | None = None
+) -> tuple[float, float]:
     """(s_q, s_p): root-mean-square of Δq̃ and of p̃' over all atoms and components.
 
     The targets are vectors of zero mean (isotropy), so the RMS is their standard
-    deviation (App B.1).
+    deviation (App B.1). With ``free_flight_stride_fs`` (Δτ in fs), the RMS of the
+    residuals Δq̃ − p̃Δτ and p̃' − p̃ that a free-flight-baseline model predicts.
     """
+    dt = 0.0 if free_flight_stride_fs is None else float(free_flight_stride_fs)
+    keep = 0.0 if free_flight_stride_fs is None else 1.0
+
+    def p_tilde(p: StatePair) -> np.ndarray:
+        return p.momenta / np.sqrt(p.masses)[:, None]
+
     dq = np.concatenate(
-        [(p.next_positions - p.positions) * np.sqrt(p.masses)[:, None] for p in pairs]
+        [(p.next_positions - p.positions) * np.sqrt(p.masses)[:, None] - dt * p_tilde(p)
+         for p in pairs]
+    )  # fmt: skip
+    pt = np.concatenate(
+        [p.next_momenta / np.sqrt(p.masses)[:, None] - keep * p_tilde(p) for p in pairs]
     )
-    pt = np.concatenate([p.next_momenta / np.sqrt(p.masses)[:, None] for p in pairs])
     return float(np.sqrt(np.mean(dq**2))), float(np.sqrt(np.mean(pt**2)))
 
 

@@ -3,6 +3,7 @@
 * Loss (eq. 6): per structure, the mean over atoms and components of the squared errors of
   the standardised mass-scaled momentum p̃' / s_p and displacement Δq̃ / s_q, summed over
   the two terms and averaged over the batch (s_q, s_p: target RMS of the training set).
+  With the free-flight baseline the same loss applies to the residuals (model docstring).
 * Adam, learning rate 3·10⁻⁴, multiplied by ``lr_decay`` every ``decay_every`` steps (the
   paper decays every 50–100 epochs).
 * Model selection (App B.2): after every ``eval_every`` steps the validation set is
@@ -119,8 +120,8 @@ def pair_loss(model: FlashMDModel, pairs: Sequence[StatePair]) -> torch.Tensor:
     b = collate(pairs, dtype, device)
     graph = model.build_graph(b.positions, b.cell, b.batch, b.pbc)
     y_q, y_p = model(b.numbers, b.positions, b.momenta, b.masses, b.cell, graph)
-    dq, pt = b.targets()
-    err = ((y_q - dq / model.q_scale) ** 2 + (y_p - pt / model.p_scale) ** 2).sum(-1)
+    t_q, t_p = model.standardise_targets(*b.targets(), b.momenta, b.masses)
+    err = ((y_q - t_q) ** 2 + (y_p - t_p) ** 2).sum(-1)
     per_structure = torch.zeros(b.num_structures, dtype=dtype, device=device)
     per_structure = per_structure.index_add_(0, b.batch, err)
     counts = torch.bincount(b.batch, minlength=b.num_structures).to(dtype)
@@ -228,7 +229,8 @@ def train(
 
     torch.manual_seed(config.seed)
     model = FlashMDModel(config.model)
-    model.set_scales(*target_scales(train_pairs))
+    free_flight = stride if config.model.free_flight_baseline else None
+    model.set_scales(*target_scales(train_pairs, free_flight))
     model.to(resolve_device(config.device))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.decay_every, config.lr_decay)

@@ -65,11 +65,12 @@ def test_train_and_eval_commands(trained, tmp_path, capsys) -> None:
          "--stride-fs", "8", "--energy-model", "argon", "--name", "flashmd_cli",
          "--out-dir", str(tmp_path), "--max-steps", "4", "--eval-every", "2",
          "--features", "8", "--layers", "1", "--cutoff", "5", "--energy-structures", "1",
-         "--no-progress"]
+         "--free-flight-baseline", "--no-progress"]
     )  # fmt: skip
     assert args.handler(args) == 0
     card = json.loads((tmp_path / "flashmd_cli.json").read_text())
     assert card["model"]["stride_fs"] == 8.0 and card["steps"] == 4
+    assert card["model"]["free_flight_baseline"] is True
     capsys.readouterr()
     args = _parser().parse_args(
         ["eval", "flashmd", "--checkpoint", str(tmp_path / "flashmd_cli.json"),

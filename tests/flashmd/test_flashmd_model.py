@@ -129,3 +129,51 @@ def test_unknown_element_is_rejected(model: FlashMDModel) -> None:
     s["numbers"][0] = 29
     with pytest.raises(UnknownElementError, match="Cu"):
         _predict(model, s)
+
+
+def _free_flight_model() -> FlashMDModel:
+    torch.manual_seed(1)
+    net = FlashMDModel(FlashMDConfig(elements=(18, 36), stride_fs=32.0, num_features=16,
+                                     num_rbf=8, num_layers=2, cutoff=5.0,
+                                     free_flight_baseline=True))  # fmt: skip
+    net.set_scales(0.3, 0.004)
+    return net.double().eval()
+
+
+def test_free_flight_baseline_with_silent_heads_is_a_free_particle_step() -> None:
+    net = _free_flight_model()
+    for head in (net.head_q, net.head_p):
+        for param in head.parameters():
+            param.data.zero_()
+    s = _system(seed=3)
+    dq, p_new = _predict(net, s)
+    velocities = s["momenta"] / s["masses"].unsqueeze(-1)
+    torch.testing.assert_close(dq, velocities * 32.0, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(p_new, s["momenta"], rtol=1e-12, atol=1e-12)
+
+
+def test_free_flight_targets_invert_the_prediction() -> None:
+    """standardise_targets(predict(x)) recovers the raw network output."""
+    net = _free_flight_model()
+    s = _system(seed=4)
+    args = (s["numbers"], s["positions"], s["momenta"], s["masses"], s["cell"])
+    with torch.no_grad():
+        y_q, y_p = net(*args, net.build_graph(s["positions"], s["cell"]))
+        dq, p_new = net.predict(*args, constrain=False)
+    sqrt_m = torch.sqrt(s["masses"]).unsqueeze(-1)
+    t_q, t_p = net.standardise_targets(dq * sqrt_m, p_new / sqrt_m, s["momenta"], s["masses"])
+    torch.testing.assert_close(t_q, y_q)
+    torch.testing.assert_close(t_p, y_p)
+
+
+@pytest.mark.parametrize("reflect", [False, True])
+def test_free_flight_model_stays_equivariant(reflect: bool) -> None:
+    net = _free_flight_model()
+    s = _system(seed=5)
+    rot = _orthogonal(7, reflect)
+    dq, p_new = _predict(net, s)
+    turned = dict(s, positions=s["positions"] @ rot.T, momenta=s["momenta"] @ rot.T,
+                  cell=s["cell"] @ rot.T)  # fmt: skip
+    dq_r, p_r = _predict(net, turned)
+    torch.testing.assert_close(dq_r, dq @ rot.T, rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(p_r, p_new @ rot.T, rtol=1e-9, atol=1e-10)

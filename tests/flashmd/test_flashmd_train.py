@@ -33,6 +33,22 @@ def test_pairs_with_stride_and_time_reversal(argon_files) -> None:
     assert s_q > 0 and s_p > 0
 
 
+def test_free_flight_scales_are_the_rms_of_the_residuals(argon_files) -> None:
+    pairs = load_pairs([argon_files["train"]], stride_fs=8.0)
+    residual_q, residual_p = [], []
+    for p in pairs:
+        sqrt_m = np.sqrt(p.masses)[:, None]
+        residual_q.append((p.next_positions - p.positions - 8.0 * p.momenta / p.masses[:, None])
+                          * sqrt_m)  # fmt: skip
+        residual_p.append((p.next_momenta - p.momenta) / sqrt_m)
+    s_q, s_p = target_scales(pairs, free_flight_stride_fs=8.0)
+    np.testing.assert_allclose(s_q, np.sqrt(np.mean(np.concatenate(residual_q) ** 2)), rtol=1e-6)
+    np.testing.assert_allclose(s_p, np.sqrt(np.mean(np.concatenate(residual_p) ** 2)), rtol=1e-6)
+    # over 8 fs most of the motion is free flight: the residuals are much smaller
+    plain_q, plain_p = target_scales(pairs)
+    assert s_q < 0.5 * plain_q and s_p < 0.5 * plain_p
+
+
 def test_bad_stride_and_missing_momenta_are_rejected(argon_files) -> None:
     traj = read_h5md(argon_files["train"])
     with pytest.raises(AnalysisError, match="whole number"):
