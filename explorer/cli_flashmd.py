@@ -169,6 +169,14 @@ def add_flashmd_train(families: argparse._SubParsersAction) -> None:
         action="store_true",
         help="predict residuals to the free-particle step (MDNet style; smooth potentials)",
     )
+    p.add_argument(
+        "--ballistic-fractions",
+        type=float,
+        nargs="+",
+        default=(),
+        metavar="F",
+        help="extra edge geometries at q + F·Δτ·p/m (e.g. 0.5 1)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the saved state")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
@@ -201,6 +209,7 @@ def _run_flashmd_train(args: argparse.Namespace) -> int:
             num_layers=args.layers,
             cutoff=args.cutoff,
             free_flight_baseline=args.free_flight_baseline,
+            ballistic_fractions=tuple(args.ballistic_fractions),
         ),
         energy_model=energy_model,
         batch_size=args.batch_size,

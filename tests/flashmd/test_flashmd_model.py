@@ -35,11 +35,13 @@ def _system(seed: int = 0, n_side: int = 2) -> dict[str, torch.Tensor]:
     }
 
 
-@pytest.fixture(scope="module")
-def model() -> FlashMDModel:
+@pytest.fixture(scope="module", params=[(), (0.5, 1.0)], ids=["plain", "ballistic"])
+def model(request) -> FlashMDModel:
+    """The symmetry tests run on the plain model and on one with ballistic geometries."""
     torch.manual_seed(0)
     net = FlashMDModel(FlashMDConfig(elements=(18, 36), stride_fs=32.0, num_features=16,
-                                     num_rbf=8, num_layers=2, cutoff=5.0))  # fmt: skip
+                                     num_rbf=8, num_layers=2, cutoff=5.0,
+                                     ballistic_fractions=request.param))  # fmt: skip
     net.set_scales(0.8, 0.01)
     return net.double().eval()
 
@@ -135,7 +137,8 @@ def _free_flight_model() -> FlashMDModel:
     torch.manual_seed(1)
     net = FlashMDModel(FlashMDConfig(elements=(18, 36), stride_fs=32.0, num_features=16,
                                      num_rbf=8, num_layers=2, cutoff=5.0,
-                                     free_flight_baseline=True))  # fmt: skip
+                                     free_flight_baseline=True,
+                                     ballistic_fractions=(1.0,)))  # fmt: skip
     net.set_scales(0.3, 0.004)
     return net.double().eval()
 
@@ -177,3 +180,15 @@ def test_free_flight_model_stays_equivariant(reflect: bool) -> None:
     dq_r, p_r = _predict(net, turned)
     torch.testing.assert_close(dq_r, dq @ rot.T, rtol=1e-9, atol=1e-10)
     torch.testing.assert_close(p_r, p_new @ rot.T, rtol=1e-9, atol=1e-10)
+
+
+def test_each_ballistic_fraction_adds_an_edge_geometry_and_is_validated() -> None:
+    torch.manual_seed(2)
+    config = dict(elements=(18, 36), stride_fs=32.0, num_features=8, num_rbf=6, num_layers=1,
+                  cutoff=5.0)  # fmt: skip
+    plain = FlashMDModel(FlashMDConfig(**config)).double()
+    ballistic = FlashMDModel(FlashMDConfig(**config, ballistic_fractions=(1.0,))).double()
+    assert len(ballistic.messages[0].filters) == 2 and len(plain.messages[0].filters) == 1
+    with pytest.raises(ValueError, match="ballistic_fractions"):
+        FlashMDConfig(ballistic_fractions=(0.0,))
+    assert FlashMDConfig(ballistic_fractions=[1]).to_dict()["ballistic_fractions"] == [1.0]
