@@ -249,7 +249,7 @@ def add_flashmd_eval(families: argparse._SubParsersAction) -> None:
     p = families.add_parser("flashmd", help="FlashMD test-set errors and NVE/NVT rollouts")
     p.add_argument("--checkpoint", required=True, help="bundled name or a .json card")
     p.add_argument("--test", nargs="+", help="test H5MD files (default: the system's test set)")
-    p.add_argument("--rollout-steps", type=int, default=50, help="strides per rollout check")
+    p.add_argument("--rollout-steps", type=int, default=100, help="strides per rollout check")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.add_argument("--save", action="store_true", help="store the report in the model card")

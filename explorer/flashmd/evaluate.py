@@ -118,7 +118,7 @@ def evaluate_checkpoint(
     checkpoint: str | Path,
     test_files: Sequence[str | Path],
     *,
-    rollout_steps: int = 50,
+    rollout_steps: int = 100,
     energy_structures: int = 16,
     device: str = "cpu",
 ) -> dict[str, Any]:
@@ -150,6 +150,7 @@ def evaluate_checkpoint(
             ("langevin_filter", {"thermostat": "langevin", "energy_conservation": True}),
             ("langevin_no_filter", {"thermostat": "langevin", "energy_conservation": False}),
             ("bussi_filter", {"thermostat": "bussi", "energy_conservation": True}),
+            ("bussi_no_filter", {"thermostat": "bussi", "energy_conservation": False}),
         ):
             knobs = {**knobs, "temperature_K": temperature, "time_constant_fs": 100.0}
             ref = reference if label == "langevin_filter" else None

@@ -89,7 +89,7 @@ def test_flashmd_knobs_follow_the_system_and_the_card():
     tab = flashmd()
     assert tab.system.value == "argon" and tab.card["name"] == ARGON
     assert "stride 128 fs" in next(iter(tab.checkpoint.options))
-    assert tab.energy_conservation.value is False  # the argon card recommends it off
+    assert tab.energy_conservation.value is True  # no bundled card recommends it off
     assert tab.temperature.value == pytest.approx(94.4)
     assert "ps simulated" in tab.steps_info.object
     tab.system.value = "al110"

@@ -79,4 +79,5 @@ def test_train_and_eval_commands(trained, tmp_path, capsys) -> None:
     assert args.handler(args) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["test"]["rmse_q"] > 0 and report["verlet_same_stride"]["rmse_q"] > 0
-    assert set(report["rollouts"]) >= {"nve_filter", "langevin_filter", "bussi_filter"}
+    assert set(report["rollouts"]) >= {"nve_filter", "langevin_filter", "bussi_filter",
+                                       "bussi_no_filter", "langevin_no_filter"}  # fmt: skip

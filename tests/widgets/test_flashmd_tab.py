@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from explorer.checkpoints import CHECKPOINT_DIR, card_headline, read_card
+from widgets.family_runs import flashmd_card_defaults
 from widgets.flashmd_tab import FlashMDTab, reference_path
 
 TIMEOUT_S = 30.0
@@ -44,15 +45,26 @@ def test_knob_defaults_follow_the_system_and_the_card():
     assert tab.system.value == "argon"
     assert tab.card["name"] == ARGON and "stride 128 fs" in tab.checkpoint.label
     assert card_headline(read_card(ARGON))[:30] in tab.card_info.value
-    # the argon card recommends the filter off
-    assert tab.energy_conservation.value is False and tab.random_rotation.value is False
+    # no card recommends otherwise: the filter is on, random rotation off (equivariant model)
+    assert tab.energy_conservation.value is True and tab.random_rotation.value is False
     assert tab.temperature.value == pytest.approx(94.4)
     tab.system.value = "al110"
     strides = [label for label, _ in tab.checkpoint.options]
     assert len(strides) >= 1 and all("al110" in s for s in strides)
-    assert tab.energy_conservation.value is True  # the al110 cards recommend it on
+    assert tab.energy_conservation.value is True
     assert tab.temperature.value == pytest.approx(700.0)
     assert "strides" in tab.n_steps.description and "ps simulated" in tab.steps_info.value
+
+
+def test_card_recommendations_override_the_knob_defaults():
+    assert flashmd_card_defaults({}) == {"energy_conservation": True, "random_rotation": False}
+    card = {"recommended_knobs": {"energy_conservation": False, "thermostat": "bussi",
+                                  "temperature_K": 300, "random_rotation": True}}  # fmt: skip
+    expected = {"energy_conservation": False, "random_rotation": True, "thermostat": "bussi",
+                "temperature_K": 300.0}  # fmt: skip
+    assert flashmd_card_defaults(card) == expected
+    # an unknown thermostat name is ignored rather than put into the dropdown
+    assert "thermostat" not in flashmd_card_defaults({"recommended_knobs": {"thermostat": "x"}})
 
 
 def test_run_fills_temperature_energy_rdf_msd_and_viewer():
@@ -61,7 +73,7 @@ def test_run_fills_temperature_energy_rdf_msd_and_viewer():
     tab.seed.value = 1
     run(tab, 3)
     assert tab.rollout.status == "done" and tab.rollout.n_frames == 4
-    assert tab.rollout.knobs["energy_conservation"] is False
+    assert tab.rollout.knobs["energy_conservation"] is True
     assert tab.progress.value == 1.0 and "3/3 steps" in tab.progress_info.value
     temperature = trace(tab, "temperature", "temperature:T:model")
     np.testing.assert_allclose(temperature.x, 0.128 * np.arange(4), atol=1e-9)
