@@ -30,7 +30,7 @@ import torch
 from ase import Atoms, units
 from ase.md.md import MolecularDynamics
 
-from explorer.errors import MDConfigError, UnknownElementError
+from explorer.errors import MDConfigError, SimulationDiverged, UnknownElementError
 from explorer.flashmd.energy import EnergyModel
 from explorer.flashmd.filters import (
     bussi_half_step,
@@ -120,13 +120,27 @@ class FlashMDVerlet(MolecularDynamics):
                 self.potential_energy = self.energy_model.potential_of(atoms)
             energy_before = self.potential_energy + kinetic_energy_ase(atoms.get_momenta(), masses)
         dq, p_new = self._predict(atoms, masses)
-        atoms.set_positions(atoms.get_positions() + dq, apply_constraint=False)
-        if self.energy_model is not None:
-            self.potential_energy = self.energy_model.potential_of(atoms)
-        if energy_before is not None and self.potential_energy is not None:
-            kinetic = kinetic_energy_ase(p_new, masses)
-            alpha = energy_rescale_factor(energy_before, self.potential_energy + kinetic, kinetic)
-            p_new = alpha * p_new
+        if not (np.all(np.isfinite(dq)) and np.all(np.isfinite(p_new))):
+            raise SimulationDiverged(
+                "FlashMD predicted non-finite positions or momenta: the state left the "
+                "model's training domain (try a checkpoint with a smaller stride, a "
+                "thermostat, or the energy-conservation filter)",
+                reason="non-finite prediction",
+            )
+        # On a failure below the atoms keep the last good state (positions and momenta).
+        old_positions, old_potential = atoms.get_positions(), self.potential_energy
+        atoms.set_positions(old_positions + dq, apply_constraint=False)
+        try:
+            if self.energy_model is not None:
+                self.potential_energy = self.energy_model.potential_of(atoms)
+            if energy_before is not None and self.potential_energy is not None:
+                kinetic = kinetic_energy_ase(p_new, masses)
+                total_after = self.potential_energy + kinetic
+                p_new = energy_rescale_factor(energy_before, total_after, kinetic) * p_new
+        except SimulationDiverged:
+            atoms.set_positions(old_positions, apply_constraint=False)
+            self.potential_energy = old_potential
+            raise
         atoms.set_momenta(p_new, apply_constraint=False)
 
     def _predict(self, atoms: Atoms, masses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

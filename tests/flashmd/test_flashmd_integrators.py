@@ -63,6 +63,36 @@ def test_energy_rescale_factor_and_its_failure() -> None:
         energy_rescale_factor(-10.0, 0.0, 2.0)
 
 
+def test_a_failed_stride_raises_and_keeps_the_last_good_state(argon32, verlet_stub) -> None:
+    """A non-finite prediction, or one the filter cannot rescale, stops the run cleanly."""
+
+    class NaNModel(verlet_stub):
+        def predict(self, *args, **kwargs):
+            dq, p_new = super().predict(*args, **kwargs)
+            return dq * float("nan"), p_new
+
+    atoms = argon32.copy()
+    before = atoms.positions.copy(), atoms.get_momenta()
+    with pytest.raises(SimulationDiverged, match="non-finite") as failure:
+        FlashMDVerlet(atoms, NaNModel(4)).run(1)
+    assert failure.value.reason == "non-finite prediction"
+    np.testing.assert_array_equal(atoms.positions, before[0])
+
+    class LeapingModel(verlet_stub):  # 300x the true displacement: atoms land on each other
+        def predict(self, *args, **kwargs):
+            dq, p_new = super().predict(*args, **kwargs)
+            return 300.0 * dq, p_new
+
+    atoms = argon32.copy()
+    good = atoms.positions.copy(), atoms.get_momenta()
+    dyn = FlashMDVerlet(atoms, LeapingModel(4), energy_conservation=True,
+                        energy_model=EnergyModel("argon"))  # fmt: skip
+    with pytest.raises(SimulationDiverged, match="energy-conservation filter"):
+        dyn.run(1)
+    np.testing.assert_array_equal(atoms.positions, good[0])
+    np.testing.assert_array_equal(atoms.get_momenta(), good[1])
+
+
 def test_timestep_must_be_the_checkpoint_stride(argon32, verlet_stub) -> None:
     with pytest.raises(MDConfigError, match="stride"):
         FlashMDVerlet(argon32, verlet_stub(8), timestep=5.0 * units.fs)
