@@ -35,6 +35,7 @@ from widgets import figures
 from widgets.app_downloads import PanelDownloads
 from widgets.app_run import (
     PanelRolloutTab,
+    deferred,
     info_html,
     plotly_pane,
     warning_html,
@@ -123,7 +124,7 @@ class LiFlowApp(LiFlowRun, PanelDownloads, PanelRolloutTab):
             self.run_box,
             self.message,
             self.summary,
-            pn.Row(self.view3d.layout, self.views, sizing_mode="stretch_width"),
+            deferred(pn.Row(self.view3d.layout, self.views, sizing_mode="stretch_width")),
             self.download_box,
             sizing_mode="stretch_width",
         )

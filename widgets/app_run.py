@@ -74,6 +74,12 @@ def plotly_pane(fig: go.Figure, name: str, height: int = 400) -> pn.pane.Plotly:
     )  # fmt: skip
 
 
+def deferred(layout: pn.viewable.Viewable) -> pn.viewable.Viewable:
+    """``layout`` sent to the browser only once the page has loaded (Panel's
+    ``defer_load``): the plots (plotly, WebGL for 3-D) no longer hold back the controls."""
+    return pn.panel(lambda: layout, defer_load=True, sizing_mode="stretch_width")
+
+
 class PanelRolloutTab(RolloutController):
     """A Panel tab showing one Rollout: the controller's state in Panel widgets.
 
