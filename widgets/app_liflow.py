@@ -84,9 +84,10 @@ class LiFlowApp(LiFlowRun, PanelDownloads, PanelRolloutTab):
         reference_dir: where reference MD files ``<material>_<T>K.h5`` are found.
         choices: model choices instead of listing ``checkpoint_dir`` (tests).
         slots: the server-wide cap on running rollouts.
-        poll_interval_s: shortest time between figure updates, s (1 s: each update
+        poll_interval_s: shortest time between figure updates, s (2 s: each update
             also costs the browser a redraw of the 3-D view, on the same 2 cores in
-            ``bench/app_latency.py``; 0.5 s measured 1.37x the bare rollout, 1 s 1.27x).
+            ``bench/app_latency.py``; 0.5 s measured 1.37x the bare rollout, 1 s
+            1.27-1.33x, 2 s 1.14x, medians).
         max_upload_bytes: upload size bound.
 
     Controls are attributes (``run_button``, ``temperature``, …) so tests can drive the
@@ -102,7 +103,7 @@ class LiFlowApp(LiFlowRun, PanelDownloads, PanelRolloutTab):
         reference_dir: Path = REFERENCE_DIR,
         choices: list[ModelChoice] | None = None,
         slots: RolloutSlots = SLOTS,
-        poll_interval_s: float = 1.0,
+        poll_interval_s: float = 2.0,
         max_upload_bytes: int = MAX_UPLOAD_BYTES,
     ) -> None:
         self._init_liflow(reference_dir)
