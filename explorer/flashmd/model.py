@@ -30,13 +30,16 @@ pair *would* reach along straight lines carries the per-edge approach velocity
 r̂_ij · (v_j − v_i), which PaiNN's node-wise vector features only see after aggregation;
 over a 128 fs stride in liquid argon, collisions decided by that quantity dominate the
 force-driven motion. Equivariant by construction (positions and momenta rotate together).
+Measured in same-budget H100 runs (fractions 0.5 and 1): validation RMSE(q) 0.016 → 0.0045
+Å for argon at 128 fs, 0.058 → 0.028 Å for Al(110) at 64 fs.
 
 Optional free-flight baseline (``FlashMDConfig.free_flight_baseline``): the heads predict
 the residuals Δq̃ − p̃Δτ and p̃' − p̃ instead of Δq̃ and p̃', as MDNet did (FlashMD App A.2
 discusses the choice). The baseline is what a free particle would do; on smooth potentials
 such as Lennard-Jones argon it removes most of the target variance, so the network only
 learns the force-driven part. Off by default: at long strides on rougher potentials the
-paper finds it raises the variance instead.
+paper finds it raises the variance instead; on argon at 128 fs it did not help in our
+runs (RMSE(q) 0.016 → 0.019 Å without ballistic geometries, 0.0045 → 0.0043 Å with).
 """
 
 from __future__ import annotations
