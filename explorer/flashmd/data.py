@@ -159,19 +159,19 @@ def target_scales(
     deviation (App B.1). With ``free_flight_stride_fs`` (Δτ in fs), the RMS of the
     residuals Δq̃ − p̃Δτ and p̃' − p̃ that a free-flight-baseline model predicts.
     """
-    dt = 0.0 if free_flight_stride_fs is None else float(free_flight_stride_fs)
-    keep = 0.0 if free_flight_stride_fs is None else 1.0
 
-    def p_tilde(p: StatePair) -> np.ndarray:
-        return p.momenta / np.sqrt(p.masses)[:, None]
+    def targets(pair: StatePair) -> tuple[np.ndarray, np.ndarray]:
+        sqrt_m = np.sqrt(pair.masses)[:, None]
+        dq = (pair.next_positions - pair.positions) * sqrt_m
+        pt = pair.next_momenta / sqrt_m
+        if free_flight_stride_fs is not None:
+            p_tilde = pair.momenta / sqrt_m
+            dq, pt = dq - free_flight_stride_fs * p_tilde, pt - p_tilde
+        return dq, pt
 
-    dq = np.concatenate(
-        [(p.next_positions - p.positions) * np.sqrt(p.masses)[:, None] - dt * p_tilde(p)
-         for p in pairs]
-    )  # fmt: skip
-    pt = np.concatenate(
-        [p.next_momenta / np.sqrt(p.masses)[:, None] - keep * p_tilde(p) for p in pairs]
-    )
+    per_pair = [targets(pair) for pair in pairs]
+    dq = np.concatenate([q for q, _ in per_pair])
+    pt = np.concatenate([p for _, p in per_pair])
     return float(np.sqrt(np.mean(dq**2))), float(np.sqrt(np.mean(pt**2)))
 
 
