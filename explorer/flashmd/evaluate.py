@@ -5,11 +5,11 @@
   Δτ and the reference calculator (the baseline the paper's table starts from).
 * **Rollouts** from the first test frame (positions and momenta): NVE with and without the
   energy-conservation filter (total-energy drift per ps, by a linear fit, in meV/atom/ps),
-  and NVT with Langevin and Bussi thermostats (mean temperature minus target, K); the RDF
-  overlap score (Geodite eq. 7, :mod:`explorer.analysis.rdf`) of the Langevin rollout
-  against the test trajectory (periodic cells), or for a slab the per-layer mean-square
-  displacement at the last time both trajectories reach (FlashMD Fig. 3b style). A rollout
-  that diverges reports where.
+  and NVT with Langevin and Bussi thermostats (mean temperature minus target, K, overall
+  and per element as in FlashMD Table 1); the RDF overlap score (Geodite eq. 7,
+  :mod:`explorer.analysis.rdf`) of the Langevin rollout against the test trajectory
+  (periodic cells), or for a slab the per-layer mean-square displacement at the last time
+  both trajectories reach (FlashMD Fig. 3b style). A rollout that diverges reports where.
 
 Units: Å, fs, K, eV.
 """
@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms, units
+from ase.data import atomic_masses, chemical_symbols
 
 from explorer.errors import ExplorerError, SimulationDiverged
 from explorer.flashmd.data import FS_PER_PS, StatePair, load_pairs
@@ -38,6 +39,7 @@ __all__ = [
     "layer_msd",
     "record_in_card",
     "rollout_report",
+    "species_temperatures",
     "verlet_baseline",
 ]
 
@@ -50,6 +52,22 @@ def layer_msd(traj: Trajectory, time_ps: float, n_layers: int) -> list[float]:
     disp = traj.positions[frame].astype(np.float64) - traj.positions[0]
     sq = np.sum(disp**2, axis=-1)
     return [float(sq[group].mean()) for group in np.array_split(order, n_layers)]
+
+
+def species_temperatures(traj: Trajectory) -> dict[str, float]:
+    """Mean kinetic temperature (K) of each element over frames 1…, from the velocities
+    (FlashMD Table 1: equipartition per species). Each atom counts 3 degrees of freedom,
+    as in ASE's ``Atoms.get_temperature``; empty without velocities or frames after 0."""
+    if traj.velocities is None or traj.n_frames < 2:
+        return {}
+    velocities = traj.velocities[1:].astype(np.float64) / (1000.0 * units.fs)  # ASE units
+    masses = atomic_masses[traj.numbers]
+    kinetic = 0.5 * masses[None, :] * np.sum(velocities**2, axis=-1)  # (frames, atoms), eV
+    result = {}
+    for z in np.unique(traj.numbers):
+        chosen = traj.numbers == z
+        result[chemical_symbols[z]] = float(kinetic[:, chosen].mean() / (1.5 * units.kB))
+    return result
 
 
 def verlet_baseline(
@@ -96,6 +114,10 @@ def rollout_report(
         report["mean_temperature_K"] = float(np.mean(temperature[1:]))
         if knobs.get("thermostat", "none") != "none":
             report["temperature_error_K"] = report["mean_temperature_K"] - knobs["temperature_K"]
+            report["temperature_error_by_species_K"] = {
+                symbol: t - knobs["temperature_K"]
+                for symbol, t in species_temperatures(traj).items()
+            }
     total = traj.energies.get("total_energy")
     if total is not None and total.size > 2 and np.all(np.isfinite(total)):
         slope = np.polyfit(traj.times_ps, total, 1)[0]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from ase import Atoms, units
 
 from explorer.flashmd.data import load_pairs
 from explorer.flashmd.energy import EnergyModel, kinetic_energy
-from explorer.flashmd.evaluate import layer_msd, verlet_baseline
+from explorer.flashmd.evaluate import layer_msd, species_temperatures, verlet_baseline
 from explorer.trajectory import Trajectory
 
 
@@ -19,6 +20,38 @@ def test_layer_msd_ranks_atoms_by_initial_height() -> None:
     traj = Trajectory(positions=np.stack([start, moved]), cell=np.eye(3) * 10,
                       numbers=np.full(12, 13), times_ps=[0.0, 1.0])  # fmt: skip
     assert layer_msd(traj, 1.0, n_layers=4) == pytest.approx([0, 0, 0, 4.0])
+
+
+def test_species_temperatures_match_ase_per_element() -> None:
+    """Ar hot, Kr cold: each element's mean T equals ASE's temperature of its atoms."""
+    rng = np.random.default_rng(3)
+    numbers = np.array([18] * 6 + [36] * 4)
+    velocities = rng.normal(size=(3, 10, 3)) * np.where(numbers == 18, 6.0, 2.0)[None, :, None]
+    traj = Trajectory(positions=np.zeros((3, 10, 3)), cell=np.eye(3) * 10, numbers=numbers,
+                      times_ps=np.arange(3.0), velocities=velocities)  # fmt: skip
+    expected = {}
+    for symbol, z in (("Ar", 18), ("Kr", 36)):
+        chosen = numbers == z
+        per_frame = []
+        for frame in (1, 2):  # frame 0 is the start, left out
+            atoms = Atoms(numbers[chosen])
+            atoms.set_velocities(velocities[frame][chosen] / (1000.0 * units.fs))
+            per_frame.append(atoms.get_temperature())
+        expected[symbol] = np.mean(per_frame)
+    result = species_temperatures(traj)
+    assert result == pytest.approx(expected, rel=1e-10)
+    assert result["Ar"] > 3 * result["Kr"]
+    assert (
+        species_temperatures(
+            Trajectory(
+                positions=np.zeros((3, 10, 3)),
+                cell=np.eye(3),
+                numbers=numbers,
+                times_ps=np.arange(3.0),
+            )
+        )
+        == {}
+    )
 
 
 def test_kinetic_energy_in_ev() -> None:

@@ -11,6 +11,7 @@ import pytest
 from explorer.checkpoints import load_checkpoint
 from explorer.errors import AnalysisError, MDConfigError, SimulationDiverged
 from explorer.flashmd.data import collate, load_pairs, pairs_from_trajectory, target_scales
+from explorer.flashmd.evaluate import rollout_report
 from explorer.flashmd.simulate import FlashMDSimulator
 from explorer.flashmd.train import TrainConfig, train
 from explorer.h5md import read_h5md
@@ -112,6 +113,17 @@ def test_simulator_rollout_is_seeded_and_checks_stride(trained, argon32) -> None
     assert a.velocities is not None and a.times_ps[-1] == pytest.approx(0.024)
     with pytest.raises(MDConfigError, match="stride"):
         sim.prepare(argon32, stride_fs=16.0)
+
+
+def test_rollout_report_gives_the_temperature_error_per_element(trained, argon32) -> None:
+    sim = FlashMDSimulator.from_checkpoint(trained["result"].card_path)
+    knobs = {"temperature_K": 94.4, "thermostat": "langevin", "seed": 3,
+             "energy_conservation": False, "time_constant_fs": 100.0}  # fmt: skip
+    report = rollout_report(sim, argon32, 3, knobs)
+    assert report["status"] == "done", report.get("error")
+    by_species = report["temperature_error_by_species_K"]
+    assert set(by_species) == {"Ar"}  # one element: its temperature is the overall one
+    assert by_species["Ar"] == pytest.approx(report["temperature_error_K"], abs=0.05)
 
 
 def test_blow_up_stops_the_rollout_and_keeps_frames(trained, argon32) -> None:
