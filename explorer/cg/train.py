@@ -164,9 +164,10 @@ def fit_scales(polymers: Sequence[CGPolymer], history: int, stride: int = 1) -> 
 
 
 def batch_losses(
-    modules: CGModules, batch: Batch, generator: torch.Generator
+    modules: CGModules, batch: Batch, generator: torch.Generator, rg_step: bool = True
 ) -> dict[str, torch.Tensor]:
-    """The three loss terms of one batch (dimensionless, see module docstring)."""
+    """The loss terms of one batch (dimensionless, see module docstring). ``rg_step=False``
+    skips the R_g² step term (a dense per-chain covariance): training with weight 0."""
     cfg, sc = modules.config, modules.scales
     c = torch.cat(
         [modules.bead_embeddings(p).repeat(batch.samples_per_polymer, 1) for p in batch.polymers]
@@ -178,7 +179,9 @@ def batch_losses(
     )  # fmt: skip
     target = batch.target / sc.acceleration
     # One dense per-chain covariance serves both the correlated NLL and the R_g² step term.
-    cov = bead_covariance(out, batch.edges, batch.graph, n_graphs)
+    cov = None
+    if cfg.correlated_noise or rg_step:
+        cov = bead_covariance(out, batch.edges, batch.graph, n_graphs)
     if cfg.correlated_noise:
         nll = correlated_gaussian_nll(out, target, batch.edges, batch.graph, n_graphs, cov)
     else:
@@ -186,12 +189,13 @@ def batch_losses(
     losses = {"nll": nll}
     rg_target = (batch.rg2_offset - sc.rg2_offset_mean) / sc.rg2_offset_std
     losses["rg"] = ((modules.dynamics.rg2_offset(out.pooled) - rg_target) ** 2).mean()
-    expected = expected_next_rg2(
-        out, batch.x, batch.v[:, 0], batch.weights, batch.edges, batch.graph, n_graphs,
-        batch.dt, sc.acceleration, cov,
-    )  # fmt: skip
-    actual = graph_rg2(batch.next_x, batch.weights, batch.graph, n_graphs)
-    losses["rg_step"] = (((expected - actual) / sc.rg2_step) ** 2).mean()
+    if rg_step:
+        expected = expected_next_rg2(
+            out, batch.x, batch.v[:, 0], batch.weights, batch.edges, batch.graph, n_graphs,
+            batch.dt, sc.acceleration, cov,
+        )  # fmt: skip
+        actual = graph_rg2(batch.next_x, batch.weights, batch.graph, n_graphs)
+        losses["rg_step"] = (((expected - actual) / sc.rg2_step) ** 2).mean()
     # Score matching on the next frame's CG structure at one random level per sample.
     sigmas = noise_schedule(cfg)
     level = torch.randint(len(sigmas), (n_graphs,), generator=generator)
@@ -239,7 +243,7 @@ def _total(losses: dict[str, torch.Tensor], config: TrainConfig) -> torch.Tensor
         losses["nll"]
         + config.score_weight * losses["score"]
         + config.rg_weight * losses["rg"]
-        + config.rg_step_weight * losses["rg_step"]
+        + (config.rg_step_weight * losses["rg_step"] if "rg_step" in losses else 0.0)
     )
 
 
@@ -380,7 +384,8 @@ def train(
     while step < config.max_steps and not stopped:
         batch = make_batch(train_set, rng, cfg.history, cfg.cutoff, config.n_polymers,
                            config.samples_per_polymer, stride)  # fmt: skip
-        loss = _total(batch_losses(modules, batch, generator), config)
+        losses = batch_losses(modules, batch, generator, rg_step=config.rg_step_weight > 0)
+        loss = _total(losses, config)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(modules.parameters(), config.grad_clip)
