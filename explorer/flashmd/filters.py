@@ -41,8 +41,18 @@ def kinetic_energy_ase(momenta: np.ndarray, masses: np.ndarray) -> float:
     return float(0.5 * np.sum(momenta * momenta / masses[:, None]))
 
 
-def energy_rescale_factor(energy_before: float, energy_after: float, kinetic_after: float) -> float:
+#: Above this kinetic temperature (K) a prediction has blown up rather than drifted.
+BLOWN_UP_K = 1.0e5
+
+
+def energy_rescale_factor(
+    energy_before: float, energy_after: float, kinetic_after: float, n_atoms: int | None = None
+) -> float:
     """α of FlashMD eq. 7 (all energies in eV).
+
+    ``n_atoms`` (optional) only makes the failure message quote per-atom energies and the
+    kinetic temperature of the prediction (3 k_B T / 2 per atom), so that a blown-up
+    step reads as one instead of as two huge, nearly equal numbers.
 
     Raises:
         SimulationDiverged: the step gained more energy than its kinetic energy can give
@@ -57,12 +67,33 @@ def energy_rescale_factor(energy_before: float, energy_after: float, kinetic_aft
     radicand = 1.0 - (energy_after - energy_before) / kinetic_after
     if radicand <= 0.0:
         raise SimulationDiverged(
-            f"energy-conservation filter: the step gained {energy_after - energy_before:.3g} eV, "
-            f"more than the kinetic energy {kinetic_after:.3g} eV it could rescale; the "
-            "prediction is unphysical (try a checkpoint with a smaller stride)",
+            _unrescalable(energy_after - energy_before, kinetic_after, n_atoms),
             reason="energy filter",
         )
     return math.sqrt(radicand)
+
+
+def _unrescalable(gain: float, kinetic_after: float, n_atoms: int | None) -> str:
+    """Why eq. 7 has no real α: ``gain`` (eV) exceeds the kinetic energy (eV) after the step."""
+    advice = "(try a checkpoint with a smaller stride)"
+    if not n_atoms:
+        return (
+            f"energy-conservation filter: the step gained {gain:.3g} eV, more than the "
+            f"kinetic energy {kinetic_after:.3g} eV it could rescale; the prediction is "
+            f"unphysical {advice}"
+        )
+    temperature = 2.0 * kinetic_after / (3.0 * n_atoms * units.kB)
+    if temperature > BLOWN_UP_K:
+        return (
+            f"energy-conservation filter: the prediction blew up (predicted kinetic "
+            f"temperature {temperature:.2g} K, energy gain {gain / n_atoms:.2g} eV per atom) "
+            f"{advice}"
+        )
+    return (
+        f"energy-conservation filter: the step gained {gain / n_atoms:.3g} eV per atom, more "
+        f"than the predicted kinetic energy ({kinetic_after / n_atoms:.3g} eV per atom, "
+        f"{temperature:.0f} K) it could rescale; the prediction is unphysical {advice}"
+    )
 
 
 def random_rotation(rng: np.random.Generator, inversion: bool = True) -> np.ndarray:

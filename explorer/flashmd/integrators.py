@@ -136,7 +136,8 @@ class FlashMDVerlet(MolecularDynamics):
             if energy_before is not None and self.potential_energy is not None:
                 kinetic = kinetic_energy_ase(p_new, masses)
                 total_after = self.potential_energy + kinetic
-                p_new = energy_rescale_factor(energy_before, total_after, kinetic) * p_new
+                alpha = energy_rescale_factor(energy_before, total_after, kinetic, len(atoms))
+                p_new = alpha * p_new
         except SimulationDiverged:
             atoms.set_positions(old_positions, apply_constraint=False)
             self.potential_energy = old_potential

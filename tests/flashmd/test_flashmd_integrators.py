@@ -61,6 +61,13 @@ def test_energy_rescale_factor_and_its_failure() -> None:
     assert 2.0 * alpha**2 + (-9.5 - 2.0) == pytest.approx(-10.0)
     with pytest.raises(SimulationDiverged, match="smaller stride"):
         energy_rescale_factor(-10.0, 0.0, 2.0)
+    # 10 atoms with 2 eV of kinetic energy: 0.2 eV per atom = 1547 K.
+    with pytest.raises(SimulationDiverged, match=r"1 eV per atom.*0\.2 eV per atom, 1547 K"):
+        energy_rescale_factor(-10.0, 0.0, 2.0, n_atoms=10)
+    # After a blow-up both energies are huge and nearly equal; say it blew up.
+    blown_up = r"blew up \(predicted kinetic temperature 7\.7e\+53 K"
+    with pytest.raises(SimulationDiverged, match=blown_up):
+        energy_rescale_factor(-10.0, 1.0e51, 1.0e51, n_atoms=10)
 
 
 def test_a_failed_stride_raises_and_keeps_the_last_good_state(argon32, verlet_stub) -> None:
