@@ -24,7 +24,7 @@ from ase import Atoms
 
 from explorer.analysis.msd import MSDResult, msd
 from explorer.analysis.polymer import contact_map, mean_internal_distance
-from explorer.analysis.rdf import RDFResult, overlap_score, rdf
+from explorer.analysis.rdf import RDFResult, overlap_score, rdf, sparse_pairs
 from explorer.checkpoints import CHECKPOINT_DIR, list_checkpoints
 from explorer.errors import ExplorerError
 from explorer.session import Progress, Rollout
@@ -214,12 +214,15 @@ def flashmd_figures(
         species=sorted(set(traj.symbols)),
         title="MSD (reference: held-out test trajectory, dashed)",
     )
-    overlap = None
+    overlap, sparse = None, []
     if np.all(traj.pbc):
         model_rdf = _or_none(rdf, traj, bin_width=RDF_BIN_A)
         if model_rdf is not None and ref is not None and ref.rdf is not None:
             overlap = _or_none(overlap_score, model_rdf, ref.rdf)
-        out["rdf"] = figures.rdf_figure(model_rdf, ref.rdf if ref else None, overlap)
+            sparse = _or_none(sparse_pairs, model_rdf, ref.rdf) or []
+        out["rdf"] = figures.rdf_figure(model_rdf, ref.rdf if ref else None, overlap, sparse=sparse)
+        if overlap is not None:  # the summary line quotes the well-sampled pairs only
+            overlap = {k: v for k, v in overlap.items() if k not in sparse} or None
     else:
         fig = figures.rdf_figure(None)
         fig.layout.annotations = []

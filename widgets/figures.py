@@ -17,7 +17,7 @@ temperatures K, activation energies eV.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,13 +143,21 @@ def pair_label(pair: PairKey) -> str:
     return f"{pair[0]}–{pair[1]}"
 
 
-def overlap_title(scores: Mapping[PairKey, float] | None, base: str = "RDF") -> str:
-    """``RDF · overlap with reference: min 0.93 (Li–S 0.95, …)`` (seed 004 eq. 7)."""
+def overlap_title(
+    scores: Mapping[PairKey, float] | None, base: str = "RDF", sparse: Collection[PairKey] = ()
+) -> str:
+    """``RDF · overlap with reference MD: min 0.93 (Li–S 0.95, …; too few pairs yet: Ge–Ge)``
+    (seed 004 eq. 7). ``sparse`` pairs (``explorer.analysis.rdf.sparse_pairs``) are named
+    but left out of the minimum: with a handful of distances they score near 0 anyway."""
     if not scores:
         return base
-    worst = min(scores, key=scores.get)
-    parts = ", ".join(f"{pair_label(k)} {v:.2f}" for k, v in sorted(scores.items()))
-    return f"{base} · overlap with reference MD: min {scores[worst]:.2f} ({parts})"
+    scored = {k: v for k, v in sorted(scores.items()) if k not in sparse}
+    few = [pair_label(k) for k in sorted(scores) if k in sparse]
+    parts = ", ".join(f"{pair_label(k)} {v:.2f}" for k, v in scored.items())
+    if few:
+        parts += ("; " if parts else "") + "too few pairs yet: " + ", ".join(few)
+    head = f"min {min(scored.values()):.2f} " if scored else ""
+    return f"{base} · overlap with reference MD: {head}({parts})"
 
 
 def rdf_figure(
@@ -158,11 +166,12 @@ def rdf_figure(
     overlap: Mapping[PairKey, float] | None = None,
     pairs: Sequence[PairKey] | None = None,
     title: str = "Radial distribution function",
+    sparse: Collection[PairKey] = (),
 ) -> go.Figure:
     """Total g(r) and element-pair partials g_AB(r) (seed 001 eq. 18), reference dashed.
 
     Pairs involving Li are shown, the other partials start hidden (click the legend).
-    ``overlap`` (seed 004 eq. 7 per pair) goes into the title.
+    ``overlap`` (seed 004 eq. 7 per pair) goes into the title, ``sparse`` pairs apart.
     """
     base = result or reference
     keys = list(pairs) if pairs is not None else (list(base.partials) if base else [])
@@ -196,7 +205,7 @@ def rdf_figure(
         data=traces,
         layout=dict(
             **_LAYOUT,
-            title=overlap_title(overlap, title),
+            title=overlap_title(overlap, title, sparse),
             xaxis=dict(title=dict(text="r (Å)")),
             yaxis=dict(title=dict(text="g(r)")),
         ),

@@ -24,7 +24,7 @@ from explorer.analysis.diffusion import ArrheniusResult, DiffusionResult, arrhen
 from explorer.analysis.diffusion import diffusion_coefficient as fit_diffusion
 from explorer.analysis.msd import MSDResult, msd
 from explorer.analysis.pmf import PMFResult, pmf_slice
-from explorer.analysis.rdf import RDFResult, overlap_score, rdf
+from explorer.analysis.rdf import RDFResult, overlap_score, rdf, sparse_pairs
 from explorer.errors import ExplorerError
 from explorer.h5md import read_h5md
 from explorer.reference.dataset import REFERENCE_DIR, available_references
@@ -106,6 +106,7 @@ class LiveAnalysis:
     msd: MSDResult | None = None
     rdf: RDFResult | None = None
     overlap: dict | None = None
+    sparse: list = field(default_factory=list)  # pairs too thinly sampled to score
     pmf: PMFResult | None = None
     diffusion: DiffusionResult | None = None
     diffusion_reason: str = "need more frames"
@@ -135,9 +136,10 @@ class LiveAnalysis:
         except ExplorerError as exc:
             self.diffusion, self.diffusion_reason = None, str(exc)
         self.rdf = _or_none(rdf, traj, bin_width=RDF_BIN_A)
-        self.overlap = None
+        self.overlap, self.sparse = None, []
         if self.rdf is not None and self.reference is not None:
             self.overlap = _or_none(overlap_score, self.rdf, self.reference.rdf)
+            self.sparse = _or_none(sparse_pairs, self.rdf, self.reference.rdf) or []
         if pmf and "Li" in traj.symbols:
             self.pmf = _or_none(
                 pmf_slice, traj, "Li", self.plane, PMF_BINS, temperature_K=self.temperature_K
@@ -177,7 +179,9 @@ class LiveAnalysis:
                 species=species_order(symbols) or None,
                 title=f"MSD at {self.temperature_K:g} K",
             ),
-            "rdf": lambda ref: figures.rdf_figure(self.rdf, ref.rdf if ref else None, self.overlap),
+            "rdf": lambda ref: figures.rdf_figure(
+                self.rdf, ref.rdf if ref else None, self.overlap, sparse=self.sparse
+            ),
             "pmf": lambda _ref: figures.pmf_figure(self.pmf),
             "traces": lambda _ref: figures.li_traces_figure(self.traj),
         }

@@ -15,10 +15,12 @@ from explorer.analysis.rdf import (
     min_overlap_score,
     overlap_score,
     pair_key,
+    pair_samples,
     rdf,
     rdf_from_frames,
     rdf_mae,
     select_frames,
+    sparse_pairs,
     to_distinct_pair_normalisation,
 )
 from explorer.errors import AnalysisError
@@ -384,3 +386,49 @@ def test_overlap_bounds_and_grids():
     empty.partials = {}
     with pytest.raises(AnalysisError, match="share no"):
         min_overlap_score(empty, _step_result(0, 10))
+
+
+def test_pair_samples_count_the_distances_behind_each_partial():
+    """Inverting the normalisation gives the brute-force number of distinct pairs."""
+    from ase import Atoms
+    from ase.neighborlist import neighbor_list
+
+    traj = _crystal(np.random.default_rng(5), n_frames=3)
+    result = rdf(traj, discard_fraction=0.0)
+    for r_max in (None, 2.5):
+        cutoff = result.r_max if r_max is None else r_max
+        expected = dict.fromkeys(result.partials, 0)
+        for frame in traj.positions:
+            atoms = Atoms(numbers=traj.numbers, positions=frame, cell=traj.cell, pbc=True)
+            i, j = neighbor_list("ij", atoms, cutoff)
+            for a, b in expected:
+                za, zb = atoms.numbers[i], atoms.numbers[j]
+                ordered = np.sum(
+                    (za == LI if a == "Li" else za == S) & (zb == (LI if b == "Li" else S))
+                )
+                expected[(a, b)] += ordered / 2 if a == b else ordered
+        got = pair_samples(result, r_max)
+        for key, count in expected.items():
+            assert got[key] == pytest.approx(count, rel=1e-9), (key, r_max)
+
+
+def test_sparse_pairs_are_the_thinly_sampled_ones():
+    """Two S atoms among 94 Li: S–S has about one distance per frame, Li–S some tens
+    (each S sees ~30 Li within r_max, too few over 2 frames), Li–Li thousands."""
+    traj = _crystal(np.random.default_rng(6), n_frames=2)
+    numbers = np.full(traj.n_atoms, LI)
+    numbers[:2] = S
+    traj = Trajectory(traj.positions, traj.cell, numbers, traj.times_ps)
+    result = rdf(traj, discard_fraction=0.0)
+    samples = pair_samples(result)
+    n_bins = result.r.size
+    assert samples[("S", "S")] < n_bins < 5 * n_bins < samples[("Li", "Li")]
+    assert sparse_pairs(result, result) == [("Li", "S"), ("S", "S")]
+    assert sparse_pairs(result, result, per_bin=0.0) == []
+    # Sparse in either result is enough.
+    dense = rdf(_crystal(np.random.default_rng(6), n_frames=6), discard_fraction=0.0)
+    assert ("S", "S") in sparse_pairs(dense, result)
+    assert ("S", "S") not in sparse_pairs(dense, dense)
+    no_volume = _step_result(0, 10)
+    with pytest.raises(AnalysisError, match="no volume"):
+        pair_samples(no_volume)

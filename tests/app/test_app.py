@@ -173,7 +173,10 @@ def test_max_rollouts_comes_from_the_environment(monkeypatch):
 
 
 def test_two_sessions_have_their_own_rollouts_and_frames(tmp_path):
-    first, second = create_app(reference_dir=tmp_path), create_app(reference_dir=tmp_path)
+    # Their own cap: a rollout another test left winding down must not hold a slot here.
+    slots = RolloutSlots(2)
+    first = create_app(reference_dir=tmp_path, slots=slots)
+    second = create_app(reference_dir=tmp_path, slots=slots)
     a, b = first.liflow, second.liflow
     a.choices[0].delay_s = b.choices[0].delay_s = 0.0  # separate choice objects per session
     assert a.choices[0] is not b.choices[0]

@@ -60,6 +60,18 @@ def test_rdf_figure_has_total_pairs_and_overlap_in_title(traj):
     assert f"min {min(scores.values()):.2f}" in title and "Li–S" in title
 
 
+def test_overlap_title_sets_thinly_sampled_pairs_apart():
+    scores = {("Li", "Li"): 0.8, ("Li", "S"): 0.7, ("S", "S"): 0.02}
+    title = figures.overlap_title(scores, "RDF", sparse=[("S", "S")])
+    expected = "min 0.70 (Li–Li 0.80, Li–S 0.70; too few pairs yet: S–S)"
+    assert title == f"RDF · overlap with reference MD: {expected}"
+    everything = figures.overlap_title(scores, "RDF", sparse=list(scores))
+    assert "min" not in everything and "too few pairs yet: Li–Li, Li–S, S–S" in everything
+    assert figures.overlap_title(scores, "RDF").startswith(
+        "RDF · overlap with reference MD: min 0.02"
+    )
+
+
 def test_pmf_heatmap_is_the_pmf_with_blank_unvisited_bins(traj):
     result = pmf_slice(traj, "Li", "ab", bins=(10, 10))
     fig = figures.pmf_figure(result)
