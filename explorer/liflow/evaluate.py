@@ -40,7 +40,15 @@ import numpy as np
 from scipy import stats
 
 from explorer.analysis.diffusion import arrhenius_fit, diffusion_coefficient
-from explorer.analysis.rdf import DEFAULT_BIN_WIDTH, default_r_max, min_overlap_score, rdf, rdf_mae
+from explorer.analysis.rdf import (
+    DEFAULT_BIN_WIDTH,
+    default_r_max,
+    min_overlap_score,
+    overlap_score,
+    rdf,
+    rdf_mae,
+    sparse_pairs,
+)
 from explorer.errors import AnalysisError
 from explorer.session import DONE, Rollout, Simulator
 from explorer.trajectory import Trajectory
@@ -78,8 +86,10 @@ def li_diffusivity(traj: Trajectory) -> tuple[float, float]:
     return result.D_A2_ps, result.D_std_A2_ps
 
 
-def rdf_scores(generated: Trajectory, reference: Trajectory) -> tuple[float, float]:
-    """(total-RDF MAE in Å, min pair overlap) on a common grid after a 20 % induction period."""
+def rdf_scores(generated: Trajectory, reference: Trajectory) -> tuple[float, float, float]:
+    """(total-RDF MAE in Å, min pair overlap, min overlap over the pairs not
+    ``sparse_pairs``: NaN if every pair is sparse) on a common grid after a 20 %
+    induction period."""
     r_max = min(default_r_max(generated.cell), default_r_max(reference.cell))
     results = []
     for traj in (generated, reference):
@@ -88,7 +98,10 @@ def rdf_scores(generated: Trajectory, reference: Trajectory) -> tuple[float, flo
         results.append(
             rdf(traj, r_max, DEFAULT_BIN_WIDTH, RDF_DISCARD_FRACTION, frame_stride=stride)
         )
-    return rdf_mae(*results), min_overlap_score(*results)
+    scores = overlap_score(*results)
+    sparse = sparse_pairs(*results)
+    sampled = [v for k, v in scores.items() if k not in sparse]
+    return rdf_mae(*results), min_overlap_score(*results), min(sampled, default=NAN)
 
 
 def rdf_mae_floor(reference: Trajectory, frame_spacing_ps: float) -> float:
@@ -110,6 +123,7 @@ def trajectory_metrics(generated: Trajectory, reference: Trajectory) -> dict[str
 
     Keys: ``time_ps`` (common end time), ``log10_msd_li``/``_ref``,
     ``log10_msd_frame``/``_ref`` (log10 Å²), ``rdf_mae`` (Å), ``overlap``,
+    ``overlap_sampled`` (the minimum over well-sampled pairs only),
     ``D_li``/``D_li_std``/``D_li_ref``/``D_li_ref_std`` (Å²/ps).
     """
     if not np.array_equal(generated.numbers, reference.numbers):
@@ -126,7 +140,7 @@ def trajectory_metrics(generated: Trajectory, reference: Trajectory) -> dict[str
     for name, group in (("li", li), ("frame", frame)):
         out[f"log10_msd_{name}"] = log10_or_nan(end_msd(generated, group, time_ps))
         out[f"log10_msd_{name}_ref"] = log10_or_nan(end_msd(reference, group, time_ps))
-    out["rdf_mae"], out["overlap"] = rdf_scores(generated, reference)
+    out["rdf_mae"], out["overlap"], out["overlap_sampled"] = rdf_scores(generated, reference)
     out["D_li"], out["D_li_std"] = li_diffusivity(generated)
     out["D_li_ref"], out["D_li_ref_std"] = li_diffusivity(reference)
     return out
@@ -205,8 +219,8 @@ def aggregate(records: Sequence[dict]) -> dict[str, Any]:
     ``mae_log10_msd_{li,frame}`` = mean |log10 MSD − log10 MSD_ref| over records with
     both finite; ``spearman_{li,frame}`` = Spearman ρ of the same pairs (NaN with fewer
     than 3 pairs, where a rank correlation is meaningless); ``rdf_mae``,
-    ``rdf_mae_floor`` and ``overlap`` are means; ``stable_fraction`` = records with
-    ``stable`` true / all records;
+    ``rdf_mae_floor``, ``overlap`` and ``overlap_sampled`` are means;
+    ``stable_fraction`` = records with ``stable`` true / all records;
     ``arrhenius`` is :func:`material_arrhenius`.
     """
     summary: dict[str, Any] = {"n_records": len(records)}
@@ -216,7 +230,8 @@ def aggregate(records: Sequence[dict]) -> dict[str, Any]:
         summary[f"spearman_{name}"] = spearman(gen, ref)
     summary["rdf_mae"] = _finite_mean([r.get("rdf_mae", NAN) for r in records])
     summary["rdf_mae_floor"] = _finite_mean([r.get("rdf_mae_floor", NAN) for r in records])
-    summary["overlap"] = _finite_mean([r.get("overlap", NAN) for r in records])
+    for key in ("overlap", "overlap_sampled"):
+        summary[key] = _finite_mean([r.get(key, NAN) for r in records])
     n_stable = sum(bool(r.get("stable", True)) for r in records)
     summary["stable_fraction"] = n_stable / len(records) if records else NAN
     summary["arrhenius"] = material_arrhenius(records) if records else {}

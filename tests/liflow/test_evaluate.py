@@ -49,7 +49,7 @@ def test_identical_trajectories_score_perfectly():
     assert m["log10_msd_li"] == m["log10_msd_li_ref"]
     assert m["log10_msd_frame"] == m["log10_msd_frame_ref"]
     assert m["rdf_mae"] == 0.0
-    assert m["overlap"] == pytest.approx(1.0)
+    assert m["overlap"] == pytest.approx(1.0) and m["overlap_sampled"] == pytest.approx(1.0)
     assert m["D_li"] == m["D_li_ref"] and m["D_li_std"] > 0
     summary = aggregate([{**m, "material": "toy", "temperature_K": 800.0, "stable": True}])
     assert summary["mae_log10_msd_li"] == 0.0
