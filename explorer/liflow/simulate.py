@@ -104,8 +104,12 @@ def integrate_flow(
     net = forward if forward is not None else model
     d = sample_prior(std, generator) if noise is None else std[:, None] * noise.to(std.dtype)
     dt = 1.0 / flow_steps
+    # Flow times as 0-d tensors, not Python floats: torch.compile specialises on float
+    # arguments, so each t_k compiled a graph of its own, and past its recompile limit
+    # (8) the remaining flow steps ran eagerly. float64 keeps the values of k * dt.
+    times = torch.arange(flow_steps, dtype=torch.float64, device=std.device) * dt
     for k in range(flow_steps):
-        d = d + dt * net(numbers, positions, d, cell, temperature_K, k * dt, batch, graph)
+        d = d + dt * net(numbers, positions, d, cell, temperature_K, times[k], batch, graph)
     return d
 
 

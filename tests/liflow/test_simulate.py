@@ -36,9 +36,11 @@ class Spy(FlowModel):
         self.to(DTYPE)
         self.fn = fn
         self.times: list[float] = []
+        self.time_types: list[type] = []
 
     def forward(self, numbers, positions, displacement, cell, temperature_K, flow_time, *a):
         self.times.append(float(flow_time))
+        self.time_types.append(type(flow_time))
         return self.fn(positions, displacement)
 
 
@@ -73,6 +75,8 @@ def test_zero_model_gives_prior_sample_and_euler_times() -> None:
     spy = Spy(zero)
     integrate_flow(spy, numbers, x, cell, 800.0, std, torch.Generator().manual_seed(3), 4)
     assert spy.times == [0.0, 0.25, 0.5, 0.75]
+    # Tensors, not floats: torch.compile would otherwise build one graph per flow time.
+    assert spy.time_types == [torch.Tensor] * 4
 
 
 def run_rollout(seed: int, sim: LiFlowSimulator | None = None, n_steps: int = 3) -> Rollout:
