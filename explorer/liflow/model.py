@@ -117,6 +117,21 @@ class FlowModel(nn.Module):
         for every flow step of one propagation (only d_t changes between steps)."""
         return radius_graph(positions, cell, self.config.cutoff, batch=batch, pbc=pbc)
 
+    def current_geometry(
+        self, positions: torch.Tensor, cell: torch.Tensor, graph: PeriodicGraph
+    ) -> tuple[torch.Tensor, ...]:
+        """(unit vectors r̂ (E, 3), envelope f_c(|r|) (E,), then each layer's filter of
+        |r| (E, 3F)): the edge terms of the current structure x, which every flow step
+        of one propagation shares (only d_t changes). Computing them once saves half of
+        the per-edge filter products of the later steps."""
+        cell = cell.to(positions.dtype)
+        vec = edge_vectors(positions, cell, graph.edge_index, graph.cell_shifts, graph.batch)
+        length = torch.sqrt(torch.sum(vec * vec, dim=-1) + _LENGTH_EPS2)
+        rbf = self.rbf(length + self.config.distance_offset)
+        envelope = self.envelope(length)
+        filters = tuple(m.geometry_filter(0, rbf, envelope) for m in self.messages)
+        return (vec / length.unsqueeze(-1), envelope, *filters)
+
     def forward(
         self,
         numbers: torch.Tensor,
@@ -127,6 +142,7 @@ class FlowModel(nn.Module):
         flow_time: torch.Tensor | float,
         batch: torch.Tensor | None = None,
         graph: PeriodicGraph | None = None,
+        current: tuple[torch.Tensor, ...] | None = None,
     ) -> torch.Tensor:
         """Predict the flow velocity of every atom.
 
@@ -139,6 +155,8 @@ class FlowModel(nn.Module):
             flow_time: scalar or (B,) flow-matching times t ∈ [0, 1].
             batch: (N,) sorted structure index; ``None`` for one structure.
             graph: a graph from :meth:`build_graph` on these ``positions``; built if absent.
+            current: :meth:`current_geometry` of these ``positions`` and ``graph``: what
+                depends on x alone, computed once for all flow steps (same result).
 
         Returns:
             (N, 3) velocity in Å per unit flow time, dtype of ``positions``.
@@ -157,23 +175,22 @@ class FlowModel(nn.Module):
         batch = graph.batch
         edge_index, shifts = graph.edge_index, graph.cell_shifts
         cell = cell.to(positions.dtype)
+        if current is None:
+            current = self.current_geometry(positions, cell, graph)
+        unit, envelope, *fixed = current
 
-        vec = edge_vectors(positions, cell, edge_index, shifts, batch)
         vec_t = edge_vectors(positions + displacement, cell, edge_index, shifts, batch)
-        length = torch.sqrt(torch.sum(vec * vec, dim=-1) + _LENGTH_EPS2)
         length_t = torch.sqrt(torch.sum(vec_t * vec_t, dim=-1) + _LENGTH_EPS2)
-        offset = self.config.distance_offset
-        rbfs = (self.rbf(length + offset), self.rbf(length_t + offset))
-        units = (vec / length.unsqueeze(-1), vec_t / length_t.unsqueeze(-1))
-        envelope = self.envelope(length)
+        rbfs = (None, self.rbf(length_t + self.config.distance_offset))
+        units = (unit, vec_t / length_t.unsqueeze(-1))
 
         temps = _per_atom(temperature_K, batch, positions, "temperature_K")
         times = _per_atom(flow_time, batch, positions, "flow_time")
         s = self.species(numbers) + self.temperature_embedding(temps) + self.time_embedding(times)
         v = displacement.unsqueeze(-1) * self.displacement_weight.to(positions.dtype)
 
-        for message, update in zip(self.messages, self.updates, strict=True):
-            ds, dv = message(s, v, edge_index, rbfs, units, envelope)
+        for message, update, w in zip(self.messages, self.updates, fixed, strict=True):
+            ds, dv = message(s, v, edge_index, rbfs, units, envelope, (w, None))
             s, v = s + ds, v + dv
             ds, dv = update(s, v)
             s, v = s + ds, v + dv

@@ -102,6 +102,8 @@ def integrate_flow(
     if graph is None:
         graph = radius_graph(positions, cell, model.config.cutoff, batch=batch)
     net = forward if forward is not None else model
+    # The terms of x alone (its unit vectors, envelope and filters) serve every flow step.
+    current = model.current_geometry(positions, cell, graph)
     d = sample_prior(std, generator) if noise is None else std[:, None] * noise.to(std.dtype)
     dt = 1.0 / flow_steps
     # Flow times as 0-d tensors, not Python floats: torch.compile specialises on float
@@ -109,7 +111,9 @@ def integrate_flow(
     # (8) the remaining flow steps ran eagerly. float64 keeps the values of k * dt.
     times = torch.arange(flow_steps, dtype=torch.float64, device=std.device) * dt
     for k in range(flow_steps):
-        d = d + dt * net(numbers, positions, d, cell, temperature_K, times[k], batch, graph)
+        d = d + dt * net(
+            numbers, positions, d, cell, temperature_K, times[k], batch, graph, current
+        )
     return d
 
 

@@ -73,29 +73,35 @@ class PaiNNMessage(nn.Module):
         s: torch.Tensor,
         v: torch.Tensor,
         edge_index: torch.Tensor,
-        rbfs: Sequence[torch.Tensor],
+        rbfs: Sequence[torch.Tensor | None],
         unit_vectors: Sequence[torch.Tensor],
         envelope: torch.Tensor,
+        filters: Sequence[torch.Tensor | None] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the residual updates (Δs (N, F), Δv (N, 3, F)).
 
         Args:
             s, v: node features (N, F), (N, 3, F).
             edge_index: (2, E) centre i, neighbour j.
-            rbfs: G tensors (E, N_rbf), radial basis of each geometry's distance.
+            rbfs: G tensors (E, N_rbf), radial basis of each geometry's distance (None
+                where ``filters`` gives that geometry's filter).
             unit_vectors: G tensors (E, 3), direction r̂^g_ij of each geometry.
             envelope: (E,) cutoff envelope multiplying every filter.
+            filters: per geometry, its filter from :meth:`geometry_filter` computed
+                beforehand, or None to compute it here: a geometry that stays fixed over
+                many calls (LiFlow's current structure over the flow steps) is filtered once.
         """
         if len(rbfs) != len(self.filters) or len(unit_vectors) != len(self.filters):
             raise ValueError(f"expected {len(self.filters)} geometries, got {len(rbfs)}")
+        given = list(filters) if filters is not None else [None] * len(self.filters)
         i, j = edge_index[0], edge_index[1]
         f = self.num_features
         phi_s, phi_vv, phi_vs = torch.split(self.phi(s)[j], f, dim=-1)
-        env = envelope.unsqueeze(-1)
         w_s = w_vv = 0.0
         direction_term = 0.0
-        for lin, rbf, unit in zip(self.filters, rbfs, unit_vectors, strict=True):
-            ws, wvv, wvs = torch.split(lin(rbf) * env, f, dim=-1)
+        for g, (rbf, unit, w) in enumerate(zip(rbfs, unit_vectors, given, strict=True)):
+            w = self.geometry_filter(g, rbf, envelope) if w is None else w
+            ws, wvv, wvs = torch.split(w, f, dim=-1)
             w_s = w_s + ws
             w_vv = w_vv + wvv
             direction_term = direction_term + unit.unsqueeze(-1) * (phi_vs * wvs).unsqueeze(1)
@@ -103,6 +109,14 @@ class PaiNNMessage(nn.Module):
         dv_edges = v[j] * (phi_vv * w_vv).unsqueeze(1) + direction_term
         dv = scatter_sum(dv_edges, i, s.shape[0])
         return ds, dv
+
+    def geometry_filter(
+        self, geometry: int, rbf: torch.Tensor | None, envelope: torch.Tensor
+    ) -> torch.Tensor:
+        """W^g = Linear_g(rbf) · f_c: (E, 3F), the filters of one geometry's edges."""
+        if rbf is None:
+            raise ValueError(f"geometry {geometry} has neither a radial basis nor a filter")
+        return self.filters[geometry](rbf) * envelope.unsqueeze(-1)
 
 
 class PaiNNUpdate(nn.Module):

@@ -131,6 +131,23 @@ def test_batched_equals_per_structure(model: FlowModel) -> None:
     torch.testing.assert_close(model(numbers, x, d, cells, temps, times, batch=batch), out)
 
 
+def test_current_geometry_computed_once_gives_the_same_field(model: FlowModel) -> None:
+    """The terms of x alone, computed once for all flow steps, change nothing."""
+    numbers, x, d, cell = random_structure(12, 7)
+    graph = model.build_graph(x, cell)
+    current = model.current_geometry(x, cell, graph)
+    assert len(current) == 2 + model.config.num_layers
+    for t, scale in ((0.0, 0.0), (0.4, 1.0), (0.9, 2.5)):
+        displaced = scale * d
+        once = model(numbers, x, displaced, cell, 900.0, t, graph=graph, current=current)
+        each = model(numbers, x, displaced, cell, 900.0, t, graph=graph)
+        torch.testing.assert_close(once, each, rtol=0, atol=0)
+    # Terms of another structure do change the field: they are used, not ignored.
+    other = model.current_geometry(x + 0.3 * d, cell, graph)
+    moved = model(numbers, x, d, cell, 900.0, 0.4, graph=graph, current=other)
+    assert not torch.allclose(moved, model(numbers, x, d, cell, 900.0, 0.4, graph=graph))
+
+
 def test_unknown_element_is_named(model: FlowModel) -> None:
     numbers, x, d, cell = random_structure(12)
     numbers[2] = 26
