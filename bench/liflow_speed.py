@@ -122,7 +122,7 @@ def time_liflow(
     steps: int,
     flow_steps: int,
     device: str,
-) -> tuple[float, int]:
+) -> tuple[float, int, float, float]:
     """Mean seconds per step over ``steps`` steps after one untimed warm-up step, the
     re-samples, the warm-up's seconds (where ``torch.compile`` compiles) and the median
     seconds of the steps without a re-sample (NaN if none)."""
