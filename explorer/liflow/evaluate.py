@@ -43,7 +43,6 @@ from explorer.analysis.diffusion import arrhenius_fit, diffusion_coefficient
 from explorer.analysis.rdf import (
     DEFAULT_BIN_WIDTH,
     default_r_max,
-    min_overlap_score,
     overlap_score,
     rdf,
     rdf_mae,
@@ -99,9 +98,11 @@ def rdf_scores(generated: Trajectory, reference: Trajectory) -> tuple[float, flo
             rdf(traj, r_max, DEFAULT_BIN_WIDTH, RDF_DISCARD_FRACTION, frame_stride=stride)
         )
     scores = overlap_score(*results)
+    if not scores:
+        raise AnalysisError("the two RDF results share no element pair")
     sparse = sparse_pairs(*results)
     sampled = [v for k, v in scores.items() if k not in sparse]
-    return rdf_mae(*results), min_overlap_score(*results), min(sampled, default=NAN)
+    return rdf_mae(*results), min(scores.values()), min(sampled, default=NAN)
 
 
 def rdf_mae_floor(reference: Trajectory, frame_spacing_ps: float) -> float:
