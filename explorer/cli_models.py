@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from explorer.errors import ExplorerError
 
@@ -212,6 +213,12 @@ def _add_liflow_train(families: argparse._SubParsersAction) -> None:
     p.add_argument("--out-dir", help="where to write (default: checkpoints | sample_data/…)")
     p.add_argument("--max-steps", type=int, help="(Propagator) optimizer steps at most")
     p.add_argument("--corrector-steps", type=int, help="--bundle: Corrector steps at most")
+    p.add_argument(
+        "--corrector-noise",
+        type=float,
+        help="the Corrector's maximum training noise σ_max in Å (noise σ ~ U(0, σ_max]; "
+        "default 0.1 with --data, 0.5 with --bundle)",
+    )
     p.add_argument("--eval-every", type=int)
     p.add_argument("--patience", type=int)
     p.add_argument("--batch-size", type=int, default=16)
@@ -244,6 +251,8 @@ def _add_liflow_train(families: argparse._SubParsersAction) -> None:
 
 
 def _run_liflow_train(args: argparse.Namespace) -> int:
+    if args.corrector_noise is not None and not args.corrector_noise > 0:
+        raise ExplorerError(f"--corrector-noise must be > 0 Å, got {args.corrector_noise}")
     if args.bundle:
         return _run_liflow_bundle(args)
     from explorer.liflow.model import FlowModelConfig
@@ -264,6 +273,7 @@ def _run_liflow_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         compile=bool(args.compile),
+        **_corrector_noise(args.corrector_noise),
     )
     result = train(
         args.data,
@@ -281,6 +291,16 @@ def _run_liflow_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _corrector_noise(noise_A: float | None) -> dict[str, Any]:
+    """TrainConfig fields of ``--corrector-noise`` (none when unset): the training noise
+    and the prior that records it."""
+    if noise_A is None:
+        return {}
+    from explorer.liflow.prior import PriorConfig
+
+    return {"noise_max_A": noise_A, "prior": PriorConfig(corrector_max_noise=noise_A)}
+
+
 def _run_liflow_bundle(args: argparse.Namespace) -> int:
     from explorer.checkpoints import CHECKPOINT_DIR
     from explorer.liflow.bundle import WORK_DIR, BundleSettings, build_bundles
@@ -291,6 +311,7 @@ def _run_liflow_bundle(args: argparse.Namespace) -> int:
         layers=args.layers,
         propagator_steps=args.max_steps or defaults.propagator_steps,
         corrector_steps=args.corrector_steps or defaults.corrector_steps,
+        corrector_noise_A=args.corrector_noise or defaults.corrector_noise_A,
         eval_every=args.eval_every or defaults.eval_every,
         patience=args.patience or defaults.patience,
         batch_size=args.batch_size,

@@ -54,7 +54,7 @@ from explorer.liflow.classifier import (
     build_examples,
     msd_rate_labels,
 )
-from explorer.liflow.evaluate import evaluate
+from explorer.liflow.evaluate import corrector_rdf_bias, evaluate
 from explorer.liflow.model import FlowModel, FlowModelConfig
 from explorer.liflow.prior import PriorConfig
 from explorer.liflow.train import EXECUTION_SETTINGS, TrainConfig, can_resume, train
@@ -484,12 +484,28 @@ def _evaluation(simulator: Any, paths: Sequence[Path], settings: BundleSettings)
         steps=settings.eval_steps,
         step_ps=simulator.time_step_ps,
     )
-    return {
+    evaluation = {
         "references": [Path(p).name for p in paths],
         "seeds": settings.eval_seeds,
         "rollout_ps": settings.eval_steps * simulator.time_step_ps,
         "summary": report.summary,
         "records": report.records,
+    }
+    if getattr(simulator, "corrector", None) is not None:
+        bias = corrector_bias(simulator, references, paths, settings.seed)
+        evaluation["corrector_rdf_bias"] = bias
+        evaluation["summary"]["corrector_rdf_bias"] = float(np.mean(list(bias.values())))
+    return evaluation
+
+
+def corrector_bias(
+    simulator: Any, references: Sequence[Any], paths: Sequence[Path], seed: int = 0
+) -> dict[str, float]:
+    """The Corrector's RDF bias (:func:`~explorer.liflow.evaluate.corrector_rdf_bias`, Å)
+    on each reference trajectory, by file name."""
+    return {
+        Path(p).name: corrector_rdf_bias(simulator, ref, seed=seed)
+        for p, ref in zip(paths, references, strict=True)
     }
 
 

@@ -400,6 +400,31 @@ class LiFlowSimulator:
             },
         )
 
+    def correct(self, atoms: Atoms, temperature_K: float, seed: int = 0) -> Atoms:
+        """``atoms`` after one full-strength Corrector pass (step 2 of the module doc alone).
+
+        A copy with positions x + c (Å), c drawn from the Corrector's prior and carried
+        through its flow conditioned on x at ``temperature_K`` (K), mass-weighted centre
+        of mass kept; 10 Euler flow steps, like a rollout's default. On a structure that
+        needs no correction (an MD frame) a good Corrector moves atoms little and keeps
+        the RDF; :func:`explorer.liflow.evaluate.corrector_rdf_bias` measures that.
+
+        Raises:
+            MDConfigError: the checkpoint has no Corrector.
+        """
+        if self.corrector is None:
+            raise MDConfigError(f"checkpoint {self.name} has no Corrector")
+        state = self.prepare(atoms, temperature_K, seed=seed)
+        _, dtype = _param(self.corrector)
+        x = state.positions.to(dtype)
+        noise = torch.randn(x.shape, generator=state.generator, dtype=dtype, device=x.device)
+        args = (state.numbers, state.cell, state.temperatures_K)
+        c = self._flow(self.corrector, x, state.std_corrector, state, args, noise)
+        c = remove_center_of_mass(c, state.masses, state.batch)
+        corrected = atoms.copy()
+        corrected.positions = (state.positions + c.to(torch.float64)).cpu().numpy()
+        return corrected
+
     # -- internals -------------------------------------------------------------------
     def propose(
         self, state: LiFlowState, noise: tuple[torch.Tensor, ...] | None = None

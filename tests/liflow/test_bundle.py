@@ -128,6 +128,10 @@ def test_bundle_card_records_training_data_selector_and_metrics(built, reference
     ev = card["evaluation"]
     assert ev["summary"]["n_records"] == 3 and ev["rollout_ps"] == 2.0
     assert card["evaluation_heldout"]["references"] == ["toyB_900K.h5"]
+    # The Corrector's own RDF bias, per reference and on average.
+    bias = ev["corrector_rdf_bias"]
+    assert sorted(bias) == sorted(ev["references"]) and all(v > 0 for v in bias.values())
+    assert ev["summary"]["corrector_rdf_bias"] == pytest.approx(np.mean(list(bias.values())))
     assert len(card["knob_study"]) == 9
     assert {(r["prior_scale_li"], r["corrector_strength"]) for r in card["knob_study"]} == {
         (s, c) for s in (0.5, 1.0, 2.0) for c in (0.0, 0.5, 1.0)

@@ -84,3 +84,29 @@ def test_eval_reports_metrics_against_references(trained, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["summary"]["n_records"] == 1
     assert report["records"][0]["temperature_K"] == 800.0
+
+
+def test_corrector_noise_reaches_the_corrector_s_training(trained, tmp_path):
+    _, data, _, _, _ = trained
+    args = ["train", "liflow", "--data", str(data), "--name", "corr", "--kind", "corrector",
+            "--out-dir", str(tmp_path), "--max-steps", "1", "--eval-every", "1",
+            "--features", "8", "--layers", "1", "--batch-size", "2", "--no-progress",
+            "--corrector-noise", "0.25"]  # fmt: skip
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(args) == 0
+    card = json.loads((tmp_path / "corr.json").read_text())
+    assert card["train_config"]["noise_max_A"] == 0.25
+    assert card["prior"]["corrector_max_noise"] == 0.25
+    assert main([*args[:-1], "0"]) != 0  # a clear error, not a default
+
+
+def test_corrector_noise_reaches_the_bundle_settings(monkeypatch):
+    import explorer.liflow.bundle as bundle
+
+    seen = {}
+    monkeypatch.setattr(bundle, "build_bundles", lambda names, settings, **kw: seen.update(
+        names=names, settings=settings) or [])  # fmt: skip
+    assert main(["train", "liflow", "--bundle", "liflow_LGPS", "--corrector-noise", "0.3"]) == 0
+    assert seen["names"] == ["liflow_LGPS"] and seen["settings"].corrector_noise_A == 0.3
+    assert main(["train", "liflow", "--bundle", "liflow_LGPS"]) == 0
+    assert seen["settings"].corrector_noise_A == bundle.BundleSettings().corrector_noise_A

@@ -12,6 +12,7 @@ from ase.units import kB
 
 from explorer.liflow.evaluate import (
     aggregate,
+    corrector_rdf_bias,
     default_knobs_for,
     evaluate,
     rdf_mae_floor,
@@ -166,3 +167,48 @@ def test_default_knobs_pass_temperature_only_when_accepted():
     ref = reference(0.1, temperature_K=700.0)
     assert default_knobs_for(BrownianSimulator())(ref) == {}
     assert default_knobs_for(WithTemperature())(ref) == {"temperature_K": 700.0}
+
+
+class JitterCorrector:
+    """Stands in for ``LiFlowSimulator.correct``: Gaussian jitter of ``sigma`` Å; records
+    the temperatures, seeds and the frames it was given."""
+
+    def __init__(self, sigma: float) -> None:
+        self.sigma = sigma
+        self.calls: list[tuple[float, int, np.ndarray]] = []
+
+    def correct(self, atoms, temperature_K, seed=0):
+        self.calls.append((temperature_K, seed, atoms.positions.copy()))
+        out = atoms.copy()
+        out.positions += np.random.default_rng(seed).normal(scale=self.sigma, size=(len(out), 3))
+        return out
+
+
+def crystal_reference(n_frames: int = 21) -> Trajectory:
+    """fcc Cu 3×3×3 (108 atoms) rattling by 0.05 Å, 1-ps frames, at 700 K."""
+    from ase.build import bulk
+
+    base = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(3)
+    rng = np.random.default_rng(0)
+    frames = []
+    for _ in range(n_frames):
+        atoms = base.copy()
+        atoms.positions += rng.normal(scale=0.05, size=atoms.positions.shape)
+        frames.append(atoms)
+    return Trajectory.from_atoms_list(frames, timestep_ps=1.0, metadata={"temperature_K": 700.0})
+
+
+def test_corrector_rdf_bias_is_zero_for_a_no_op_and_grows_with_the_distortion():
+    ref = crystal_reference()
+    assert corrector_rdf_bias(JitterCorrector(0.0), ref) == 0.0
+    small, large = JitterCorrector(0.05), JitterCorrector(0.3)
+    biases = [corrector_rdf_bias(c, ref, n_frames=5) for c in (small, large)]
+    assert 0.0 < biases[0] < biases[1]
+    # Five frames spread over the part after the 20 % induction period (frames 4 … 20),
+    # each at the reference temperature and with its own seed.
+    temps, seeds, given = zip(*small.calls, strict=True)
+    assert temps == (700.0,) * 5 and seeds == (0, 1, 2, 3, 4)
+    np.testing.assert_allclose(given[0], ref.positions[4], atol=1e-5)
+    np.testing.assert_allclose(given[-1], ref.positions[20], atol=1e-5)
+    with pytest.raises(ValueError, match="n_frames"):
+        corrector_rdf_bias(small, ref, n_frames=0)

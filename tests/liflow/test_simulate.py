@@ -353,3 +353,33 @@ def test_the_redraw_region_is_the_offenders_and_their_neighbours() -> None:
         assert torch.equal(region, expected), radius
     with pytest.raises(MDConfigError, match="resample_radius_A"):
         simulator(resample_radius_A=-1.0)
+
+
+def test_correct_applies_one_corrector_flow_and_keeps_the_centre_of_mass() -> None:
+    atoms = structure(shift=True)
+
+    # A field that pushes atom 0 along x at 1 Å per unit flow time, nothing else.
+    def push(x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        v = torch.zeros_like(d)
+        v[0, 0] = 1.0
+        return v
+
+    sim = simulator(Spy(push))
+    corrected = sim.correct(atoms, 800.0, seed=4)
+    assert corrected is not atoms and np.array_equal(corrected.numbers, atoms.numbers)
+    np.testing.assert_array_equal(corrected.cell[:], atoms.cell[:])
+    step = corrected.positions - atoms.positions
+    masses = atoms.get_masses()
+    np.testing.assert_allclose(masses @ step, 0.0, atol=1e-10)  # CoM kept
+    # Atom 0 moved ~1 Å along x (minus its share of the CoM shift, plus prior noise
+    # of ~0.01 Å); the others only by noise and the CoM shift.
+    com_shift = masses[0] / masses.sum()
+    assert step[0, 0] == pytest.approx(1.0 - com_shift, abs=0.05)
+    np.testing.assert_allclose(step[1:, 0], -com_shift, atol=0.05)
+    again = sim.correct(atoms, 800.0, seed=4)
+    np.testing.assert_array_equal(again.positions, corrected.positions)
+    assert not np.array_equal(sim.correct(atoms, 800.0, seed=5).positions, corrected.positions)
+    with pytest.raises(MDConfigError, match="no Corrector"):
+        simulator(None).correct(atoms, 800.0)
+    with pytest.raises(UnknownElementError):
+        sim.correct(structure(symbols="Li4O2Se2"), 800.0)
