@@ -242,6 +242,13 @@ def _add_liflow_train(families: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--work-dir", help="--bundle: where modules and their states are kept")
     p.add_argument(
+        "--reuse-propagator",
+        metavar="CHECKPOINT",
+        help="--bundle NAME: start from this bundled checkpoint's Propagator (copied into "
+        "the work dir; reused if the settings match its training, e.g. to retrain only "
+        "the Corrector with another --corrector-noise)",
+    )
+    p.add_argument(
         "--max-minutes",
         type=float,
         help="--bundle: stop each module at its first validation after this many minutes",
@@ -303,7 +310,7 @@ def _corrector_noise(noise_A: float | None) -> dict[str, Any]:
 
 def _run_liflow_bundle(args: argparse.Namespace) -> int:
     from explorer.checkpoints import CHECKPOINT_DIR
-    from explorer.liflow.bundle import WORK_DIR, BundleSettings, build_bundles
+    from explorer.liflow.bundle import WORK_DIR, BundleSettings, build_bundles, reuse_propagator
 
     defaults = BundleSettings()
     settings = BundleSettings(
@@ -323,11 +330,16 @@ def _run_liflow_bundle(args: argparse.Namespace) -> int:
     )
     names = None if args.bundle == ["all"] else args.bundle
     out_dir = Path(args.out_dir) if args.out_dir else CHECKPOINT_DIR
+    work_dir = Path(args.work_dir) if args.work_dir else WORK_DIR
+    if args.reuse_propagator:
+        if names is None or len(names) != 1:
+            raise ExplorerError("--reuse-propagator needs exactly one --bundle NAME")
+        reuse_propagator(args.reuse_propagator, names[0], work_dir)
     paths = build_bundles(
         names,
         settings,
         out_dir=out_dir,
-        work_dir=Path(args.work_dir) if args.work_dir else WORK_DIR,
+        work_dir=work_dir,
         progress=not args.no_progress,
         modules_only=args.modules_only,
     )

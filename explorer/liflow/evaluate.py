@@ -121,17 +121,21 @@ def rdf_mae_floor(reference: Trajectory, frame_spacing_ps: float) -> float:
 
 
 def corrector_rdf_bias(
-    simulator: Any, reference: Trajectory, n_frames: int = 10, seed: int = 0
+    simulator: Any, reference: Trajectory, n_frames: int = 200, seed: int = 0
 ) -> float:
     """Total-RDF MAE (Å, eq. 18) that one Corrector pass adds to reference frames.
 
-    ``n_frames`` evenly spaced frames after the 20 % induction period are each passed
-    through ``simulator.correct`` (a :class:`~explorer.liflow.simulate.LiFlowSimulator`
-    with a Corrector) at the reference's temperature, and the RDF of the corrected
-    frames is compared with the RDF of the same frames uncorrected. Same frames, so no
-    sampling floor: an ideal Corrector scores ~0 on structures that need no correction.
-    A Corrector trained on large noise (σ_max 0.5 Å) also "denoises" clean frames and
-    shortens their bonds, and this is the part of a rollout's RDF MAE it causes itself.
+    Up to ``n_frames`` evenly spaced frames after the 20 % induction period are each
+    passed through ``simulator.correct`` (a :class:`~explorer.liflow.simulate.
+    LiFlowSimulator` with a Corrector) at the reference's temperature, and the RDF of
+    the corrected frames is compared with the RDF of the same frames uncorrected. An
+    ideal Corrector leaves an MD frame as it is and scores ~0; one trained on large
+    noise also "denoises" clean frames (LGPS, σ_max 0.5 Å: P–S bonds 2.08 → 1.98 Å).
+
+    Moving atoms at all re-bins distances, so the score has a noise floor that falls
+    with the number of frames: Gaussian jitter of 0.01 / 0.05 Å on LGPS at 800 K (50
+    atoms) scores 0.19 / 0.26 with 10 frames and 0.05 / 0.10 with 200, hence the
+    default of 200 frames (about 12 s per 50-atom reference on one CPU core).
     """
     if n_frames < 1:
         raise ValueError(f"n_frames must be >= 1, got {n_frames}")

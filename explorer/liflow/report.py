@@ -24,7 +24,7 @@ TARGETS: tuple[tuple[str, str, str, Any], ...] = (
     ("mae_log10_msd_frame", "log10 MSD_frame MAE", "—", None),
     ("rdf_mae", "RDF MAE", "≤ 0.08", lambda v: v <= 0.08),
     ("rdf_mae_floor", "RDF MAE of the reference at the rollout's frame times", "—", None),
-    ("corrector_rdf_bias", "RDF MAE one Corrector pass adds to reference frames", "—", None),
+    ("corrector_rdf_bias", "RDF MAE one Corrector pass adds to 200 reference MD frames", "—", None),
     ("overlap", "RDF overlap", "—", None),
     ("overlap_sampled", "RDF overlap, pairs with ≥ 5 distances per bin", "—", None),
     ("stable_fraction", "stable rollouts", "100 %", lambda v: v >= 1.0),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
+import torch
 
 from explorer.checkpoints import load_checkpoint, read_card
 from explorer.h5md import H5MDWriter
@@ -16,6 +18,7 @@ from explorer.liflow.bundle import (
     build_bundle,
     bundle_plans,
     prior_choices_from_references,
+    reuse_propagator,
     split_files,
 )
 from explorer.liflow.simulate import LiFlowSimulator
@@ -257,3 +260,26 @@ def test_report_marks_misses_and_undefined_metrics():
     assert by["Spearman ρ (Li)"] == ("n/a", "")
     assert by["RDF MAE"] == ("0.010", "meets")
     assert by["stable rollouts"] == ("75 %", "misses")
+
+
+def test_reuse_propagator_retrains_only_the_corrector(built, references, tmp_path):
+    plan, card_path, _, _ = built
+    work = tmp_path / "work"
+    module = reuse_propagator(card_path, plan.name, work)
+    assert module == work / f"{plan.name}.propagator.json"
+    logs: list[str] = []
+    other_noise = dataclasses.replace(TINY, corrector_noise_A=0.2)
+    rebuilt_path = build_bundle(
+        plan, other_noise, reference_dir=references, out_dir=tmp_path / "out", work_dir=work,
+        runs=RUNS, command="pytest", progress=False, log=logs.append,
+    )  # fmt: skip
+    assert any("propagator: already trained" in line for line in logs)
+    assert any("corrector: training" in line for line in logs)
+    old, new = load_checkpoint(card_path), load_checkpoint(rebuilt_path)
+    for key, value in old.state_dicts["propagator"].items():
+        assert torch.equal(new.state_dicts["propagator"][key], value)
+    assert new.card["training"]["propagator"] == old.card["training"]["propagator"]
+    assert new.card["prior"] == {**old.card["prior"], "corrector_max_noise": 0.2}
+    assert new.card["training"]["corrector"]["train_config"]["noise_max_A"] == 0.2
+    with pytest.raises(BundleError, match="not a bundled LiFlow checkpoint"):
+        reuse_propagator(module, plan.name, tmp_path / "again")  # a module, not a bundle

@@ -110,3 +110,17 @@ def test_corrector_noise_reaches_the_bundle_settings(monkeypatch):
     assert seen["names"] == ["liflow_LGPS"] and seen["settings"].corrector_noise_A == 0.3
     assert main(["train", "liflow", "--bundle", "liflow_LGPS"]) == 0
     assert seen["settings"].corrector_noise_A == bundle.BundleSettings().corrector_noise_A
+
+
+def test_reuse_propagator_copies_into_the_work_dir_of_one_bundle(monkeypatch, tmp_path):
+    import explorer.liflow.bundle as bundle
+
+    calls = []
+    monkeypatch.setattr(bundle, "build_bundles", lambda names, settings, **kw: [])
+    monkeypatch.setattr(bundle, "reuse_propagator", lambda *a: calls.append(a))
+    args = ["train", "liflow", "--reuse-propagator", "liflow_LGPS", "--work-dir", str(tmp_path)]
+    assert main([*args, "--bundle", "liflow_LGPS"]) == 0
+    assert calls == [("liflow_LGPS", "liflow_LGPS", tmp_path)]
+    for bundles in (["liflow_LGPS", "liflow_multi"], ["all"]):
+        assert main([*args, "--bundle", *bundles]) != 0
+    assert len(calls) == 1

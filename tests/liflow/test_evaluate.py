@@ -200,7 +200,9 @@ def crystal_reference(n_frames: int = 21) -> Trajectory:
 
 def test_corrector_rdf_bias_is_zero_for_a_no_op_and_grows_with_the_distortion():
     ref = crystal_reference()
-    assert corrector_rdf_bias(JitterCorrector(0.0), ref) == 0.0
+    no_op = JitterCorrector(0.0)
+    assert corrector_rdf_bias(no_op, ref) == 0.0
+    assert len(no_op.calls) == 17  # the default 200 frames, capped at frames 4 … 20
     small, large = JitterCorrector(0.05), JitterCorrector(0.3)
     biases = [corrector_rdf_bias(c, ref, n_frames=5) for c in (small, large)]
     assert 0.0 < biases[0] < biases[1]
