@@ -48,6 +48,7 @@ from explorer.checkpoints import (
 from explorer.errors import ExplorerError
 from explorer.h5md import holds_frames, read_h5md
 from explorer.liflow.classifier import (
+    EXAMPLE_FRAME_FRACTIONS,
     FEATURE_DIM,
     FEATURE_SOURCE,
     PriorSelector,
@@ -244,6 +245,14 @@ def prior_choices_from_references(
     return tuple(choices)
 
 
+#: The classifier's training structures per reference run (recorded in the card; a
+#: work dir's classifier fitted on other structures is refitted).
+EXAMPLE_STRUCTURES = (
+    f"frames at {', '.join(f'{f:g}' for f in EXAMPLE_FRAME_FRACTIONS)} of the run "
+    "and the catalogue cell it started from"
+)
+
+
 def fit_prior_selector(
     train_paths: Sequence[Path], heldout_paths: Sequence[Path], seed: int = 0
 ) -> tuple[PriorSelector, dict[str, Any]]:
@@ -267,12 +276,20 @@ def fit_prior_selector(
             for e in examples
         ]
 
+    def accuracy(examples: list, tag: str | None = None) -> dict[str, float] | None:
+        chosen = [e for e in examples if tag is None or e.source.endswith(tag)]
+        return selector.evaluate(chosen) if chosen else None
+
     report = {
         "feature_source": FEATURE_SOURCE,
         "in_dim": FEATURE_DIM,
         "thresholds_A2_ps": selector.thresholds_A2_ps,
-        "train_accuracy": selector.evaluate(train_examples),
-        "heldout_accuracy": selector.evaluate(heldout_examples) if heldout_examples else None,
+        "example_structures": EXAMPLE_STRUCTURES,
+        "train_accuracy": accuracy(train_examples),
+        "heldout_accuracy": accuracy(heldout_examples),
+        # What a user's run starts from: the relaxed catalogue cell.
+        "heldout_accuracy_start": accuracy(heldout_examples, "#start"),
+        "heldout_accuracy_first_frame": accuracy(heldout_examples, "#frame 0"),
         "train_examples": labels(train_examples),
         "heldout_examples": labels(heldout_examples),
     }
@@ -291,7 +308,8 @@ def _selector(
     files = [{"name": p.name, "sha256": sha256_of(p)} for p in train_paths]
     if (work_dir / f"{name}.json").exists():
         card = read_card(name, work_dir)
-        if card.get("training_files") == files:
+        same = card.get("training_files") == files
+        if same and card["report"].get("example_structures") == EXAMPLE_STRUCTURES:
             return PriorSelector.load(name, work_dir), card["report"]
     log(f"prior classifier: CHGNet features of {len(train_paths)} training trajectories")
     selector, report = fit_prior_selector(train_paths, heldout_paths, seed)

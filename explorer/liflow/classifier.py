@@ -45,6 +45,7 @@ from explorer.trajectory import Trajectory
 
 __all__ = [
     "DEFAULT_THRESHOLDS_A2_PS",
+    "EXAMPLE_FRAME_FRACTIONS",
     "FAMILY",
     "FEATURE_DIM",
     "FEATURE_SOURCE",
@@ -134,12 +135,29 @@ class Example:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+#: Where in each reference run the classifier's training structures are taken (fractions
+#: of the run; 0 = its first frame). See :func:`build_examples`.
+EXAMPLE_FRAME_FRACTIONS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
 def build_examples(
     paths: list[str | Path],
     threshold_A2_ps: float | dict[str, float] | None = None,
     model: Any = None,
+    frame_fractions: tuple[float, ...] = EXAMPLE_FRAME_FRACTIONS,
+    include_start: bool = True,
 ) -> list[Example]:
-    """Examples from reference H5MD runs: first-frame features, ``temperature_K`` metadata."""
+    """Examples from reference H5MD runs, all with the run's label and ``temperature_K``.
+
+    One example per frame at ``frame_fractions`` of each run and, with ``include_start``,
+    one for the structure the run started from (the catalogue material named by the
+    metadata, repeated by its ``supercell``; skipped when the metadata names none). Users
+    start from relaxed catalogue cells, whose features differ from a thermalised frame's:
+    trained on first frames only, the classifier gave LGPS at 800 and 1200 K the large
+    frame prior from the catalogue cell (small from the MD frame, as labelled) and
+    Li3InCl6 at 800–1200 K the small Li prior. ``Example.source`` is ``file#frame K``
+    or ``file#start``.
+    """
     from explorer.h5md import read_h5md
 
     examples = []
@@ -148,15 +166,39 @@ def build_examples(
         temperature = float(traj.metadata.get("temperature_K", np.nan))
         if not np.isfinite(temperature):
             raise PriorError(f"{path}: no temperature_K in the trajectory metadata")
-        examples.append(
-            Example(
-                features=species_features(traj.to_atoms(0), model),
-                temperature_K=temperature,
-                labels=msd_rate_labels(traj, threshold_A2_ps),
-                source=Path(path).name,
+        labels = msd_rate_labels(traj, threshold_A2_ps)
+        structures = {
+            f"frame {k}": traj.to_atoms(k)
+            for k in sorted({round(f * (traj.n_frames - 1)) for f in frame_fractions})
+        }
+        start = _start_structure(traj.metadata) if include_start else None
+        if start is not None:
+            structures["start"] = start
+        for tag, atoms in structures.items():
+            examples.append(
+                Example(
+                    features=species_features(atoms, model),
+                    temperature_K=temperature,
+                    labels=labels,
+                    source=f"{Path(path).name}#{tag}",
+                )
             )
-        )
     return examples
+
+
+def _start_structure(metadata: dict[str, Any]) -> Atoms | None:
+    """The catalogue cell a reference run started from, or None if it names none."""
+    from explorer.errors import UnknownMaterialError
+    from explorer.materials import load_material
+
+    name = metadata.get("material")
+    if not name:
+        return None
+    try:
+        atoms = load_material(str(name))
+    except UnknownMaterialError:
+        return None
+    return atoms.repeat(tuple(int(n) for n in metadata.get("supercell", (1, 1, 1))))
 
 
 class PriorClassifier(nn.Module):

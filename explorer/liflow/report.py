@@ -149,10 +149,23 @@ def _checkpoint_section(card: Mapping[str, Any]) -> list[str]:
     if selector:
         train_acc = selector.get("train_accuracy") or {}
         held = selector.get("heldout_accuracy") or {}
+        start = selector.get("heldout_accuracy_start")
         lines += [
             "Prior classifier accuracy (Li / frame): training "
             f"{_fmt(train_acc.get('li'), '.2f')} / {_fmt(train_acc.get('frame'), '.2f')}, "
-            f"held out {_fmt(held.get('li'), '.2f')} / {_fmt(held.get('frame'), '.2f')}.",
+            f"held out {_fmt(held.get('li'), '.2f')} / {_fmt(held.get('frame'), '.2f')}"
+            + (
+                f" (held-out runs' catalogue start cells: {_fmt(start.get('li'), '.2f')} / "
+                f"{_fmt(start.get('frame'), '.2f')})"
+                if start
+                else ""
+            )
+            + (
+                f"; trained on {selector['example_structures']}"
+                if "example_structures" in selector
+                else ""
+            )
+            + ".",
             "",
         ]
     if card.get("evaluation"):

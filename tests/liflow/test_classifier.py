@@ -153,9 +153,13 @@ def test_build_examples_and_predict_from_h5md(chgnet, tmp_path):
         traj.metadata["temperature_K"] = 900.0 + 100 * i
         paths.append(write_h5md(traj, tmp_path / f"run{i}.h5"))
     examples = build_examples(paths, model=chgnet)
-    assert [e.labels["li"] for e in examples] == [True, False]
-    assert [e.temperature_K for e in examples] == [900.0, 1000.0]
+    # Five frames per run (no catalogue material in the metadata: no start structure),
+    # each with its run's label and temperature.
+    assert [e.source for e in examples[:5]] == [f"run0.h5#frame {k}" for k in (0, 12, 24, 37, 49)]
+    assert [e.labels["li"] for e in examples] == [True] * 5 + [False] * 5
+    assert [e.temperature_K for e in examples] == [900.0] * 5 + [1000.0] * 5
     assert examples[0].features["li"].shape == (FEATURE_DIM,)
+    assert not np.allclose(examples[0].features["li"], examples[4].features["li"])
     selector = PriorSelector()
     selector.fit(examples, epochs=100, seed=0)
     assert selector.evaluate(examples)["li"] == 1.0
@@ -192,3 +196,49 @@ def test_predict_reuses_the_features_of_a_structure_it_has_seen(monkeypatch, lic
     assert len(calls) == 4
     selector.predict(licl, 600.0, model=object())  # an explicit model is always asked
     assert len(calls) == 5
+
+
+def test_build_examples_add_the_catalogue_cell_a_run_started_from(monkeypatch, tmp_path):
+    import explorer.liflow.classifier as classifier
+
+    seen = []
+
+    def features(atoms, model=None):
+        seen.append(atoms.get_chemical_formula())
+        return {"li": np.zeros(FEATURE_DIM), "frame": np.ones(FEATURE_DIM)}
+
+    monkeypatch.setattr(classifier, "species_features", features)
+    traj = brownian_trajectory(2.0, n_atoms=4, n_frames=3, cell=6.0, frame_atoms=4, seed=0)
+    traj.metadata.update(temperature_K=800.0, material="LGPS", supercell=[1, 1, 2])
+    path = write_h5md(traj, tmp_path / "run.h5")
+    examples = build_examples([path], frame_fractions=(0.0, 1.0))
+    assert [e.source for e in examples] == ["run.h5#frame 0", "run.h5#frame 2", "run.h5#start"]
+    assert seen[-1] == "Ge4Li40P8S48"  # LGPS, 2 cells
+    assert examples[-1].labels == examples[0].labels
+    traj.metadata["material"] = "no-such-material"
+    other = write_h5md(traj, tmp_path / "other.h5")
+    assert [e.source for e in build_examples([other], frame_fractions=(0.0,))] == [
+        "other.h5#frame 0"
+    ]
+    assert len(build_examples([path], frame_fractions=(0.0,), include_start=False)) == 1
+
+
+@pytest.mark.slow
+def test_bundled_selector_labels_each_runs_catalogue_start_cell_like_the_run(chgnet):
+    """Users start from catalogue cells: the shipped classifier must give them the prior
+    the reference run's MSD calls for (the first-frame-only classifier gave Li3InCl6 at
+    800-1200 K the small Li prior, and its rollouts froze the Li)."""
+    from explorer.h5md import read_h5md
+    from explorer.liflow.simulate import LiFlowSimulator
+    from explorer.materials import load_material
+    from explorer.reference.dataset import REFERENCE_DIR, REFERENCE_RUNS
+
+    selector = LiFlowSimulator.from_checkpoint("liflow_multi").selector
+    wrong = []
+    for run in REFERENCE_RUNS:
+        traj = read_h5md(REFERENCE_DIR / run.filename)
+        start = load_material(run.material).repeat(run.repeats)
+        predicted = selector.predict(start, run.temperature_K, chgnet)
+        if predicted != msd_rate_labels(traj):
+            wrong.append((run.filename, predicted, msd_rate_labels(traj)))
+    assert not wrong
