@@ -94,6 +94,8 @@ def _run_liflow_rollout(args: argparse.Namespace) -> int:
         "material": atoms.info.get("material"),
         "supercell": list(atoms.info.get("supercell", (1, 1, 1))),
         "temperature_K": args.temperature,
+        # Which adaptive-prior scales (small/large) the classifier chose, for the record.
+        "prior_choice": simulator.prior_choices([atoms], [args.temperature])[0],
     }
     rollout = Rollout(simulator, atoms, args.steps, knobs, out_path=args.out, metadata=metadata)
     with tqdm(total=args.steps, desc="LiFlow", unit="step", file=sys.stderr) as bar:

@@ -51,6 +51,7 @@ def test_train_then_rollout_from_the_command_line(trained, tmp_path):
     assert frames.n_frames == 4
     np.testing.assert_allclose(frames.times_ps, [0.0, 1.0, 2.0, 3.0])
     assert frames.metadata["knobs"]["temperature_K"] == 300.0
+    assert frames.metadata["prior_choice"] == {"li": True, "frame": False}  # the card's
 
 
 def test_rollout_without_a_checkpoint_says_what_to_do(tmp_path, capsys, monkeypatch):
