@@ -135,7 +135,7 @@ def corrector_rdf_bias(
     Moving atoms at all re-bins distances, so the score has a noise floor that falls
     with the number of frames: Gaussian jitter of 0.01 / 0.05 Å on LGPS at 800 K (50
     atoms) scores 0.19 / 0.26 with 10 frames and 0.05 / 0.10 with 200, hence the
-    default of 200 frames (about 12 s per 50-atom reference on one CPU core).
+    default of 200 frames (about 30 s per 50-atom reference on one CPU core).
     """
     if n_frames < 1:
         raise ValueError(f"n_frames must be >= 1, got {n_frames}")

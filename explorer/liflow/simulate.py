@@ -264,6 +264,7 @@ class LiFlowSimulator:
         flow_steps: int = 10,
         seed: int = 0,
         device: str | None = None,
+        prior_choices: Sequence[dict[str, bool]] | None = None,
     ) -> LiFlowState:
         """Initial state of B structures rolled out together (one graph, per-structure T).
 
@@ -276,6 +277,9 @@ class LiFlowSimulator:
             flow_steps: Euler steps N per flow integration (10).
             seed: seed of the rollout's torch.Generator.
             device: move the models there first ("auto", "cpu", "cuda[:N]").
+            prior_choices: B ``{"li": large, "frame": large}`` for the adaptive prior,
+                instead of :meth:`prior_choices` (the classifier's, one CHGNet pass per
+                new structure, or the card's).
         """
         if len(atoms_list) != len(temperatures_K) or not atoms_list:
             raise MDConfigError("need one temperature per structure and at least one structure")
@@ -299,7 +303,19 @@ class LiFlowSimulator:
             batch = torch.repeat_interleave(torch.arange(len(atoms_list), device=dev), sizes)
         t = torch.tensor(temps, dtype=torch.float64, device=dev)
         std_kw = dict(batch=batch, dtype=dtype)
-        choices = self.prior_choices(atoms_list, temps)
+        if prior_choices is None:
+            choices = self.prior_choices(atoms_list, temps)
+        else:
+            try:
+                choices = [{"li": bool(c["li"]), "frame": bool(c["frame"])} for c in prior_choices]
+            except (KeyError, TypeError) as exc:
+                raise MDConfigError(
+                    'prior_choices needs one {"li": bool, "frame": bool} per structure'
+                ) from exc
+            if len(choices) != len(atoms_list):
+                raise MDConfigError(
+                    f"{len(choices)} prior choices for {len(atoms_list)} structures"
+                )
         li_large = torch.tensor([c["li"] for c in choices], device=dev)
         frame_large = torch.tensor([c["frame"] for c in choices], device=dev)
         if batch is None:
@@ -414,7 +430,9 @@ class LiFlowSimulator:
         """
         if self.corrector is None:
             raise MDConfigError(f"checkpoint {self.name} has no Corrector")
-        state = self.prepare(atoms, temperature_K, seed=seed)
+        # The Propagator's prior is not used here: a fixed choice skips the classifier.
+        fixed = [{"li": self.li_large, "frame": self.frame_large}]
+        state = self.prepare(atoms, temperature_K, seed=seed, prior_choices=fixed)
         _, dtype = _param(self.corrector)
         x = state.positions.to(dtype)
         noise = torch.randn(x.shape, generator=state.generator, dtype=dtype, device=x.device)

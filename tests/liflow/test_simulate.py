@@ -383,3 +383,24 @@ def test_correct_applies_one_corrector_flow_and_keeps_the_centre_of_mass() -> No
         simulator(None).correct(atoms, 800.0)
     with pytest.raises(UnknownElementError):
         sim.correct(structure(symbols="Li4O2Se2"), 800.0)
+
+
+def test_prior_choices_override_the_classifier_and_correct_skips_it(monkeypatch) -> None:
+    atoms = structure()
+    sim = LiFlowSimulator(tiny_model(0), tiny_model(1), PriorConfig(kind="adaptive"))
+    default = sim.prepare(atoms, 800.0)  # the card's choice: Li large, frame small
+    large = sim.prepare(atoms, 800.0, prior_choices=[{"li": True, "frame": True}])
+    frame = atoms.numbers != 3
+    torch.testing.assert_close(large.std_propagator[~frame], default.std_propagator[~frame])
+    assert bool((large.std_propagator[frame] > default.std_propagator[frame]).all())
+    assert large.prior_choices == ({"li": True, "frame": True},)
+    with pytest.raises(MDConfigError, match="2 prior choices for 1"):
+        sim.prepare(atoms, 800.0, prior_choices=[{"li": True, "frame": True}] * 2)
+    with pytest.raises(MDConfigError, match="per structure"):
+        sim.prepare(atoms, 800.0, prior_choices=[{"li": True}])
+
+    def no_classifier(*args):
+        raise AssertionError("correct() ran the prior classifier")
+
+    monkeypatch.setattr(sim, "prior_choices", no_classifier)
+    assert sim.correct(atoms, 800.0).positions.shape == (8, 3)
