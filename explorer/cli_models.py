@@ -11,7 +11,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from explorer.errors import ExplorerError
 
@@ -265,7 +264,7 @@ def _run_liflow_train(args: argparse.Namespace) -> int:
     if args.bundle:
         return _run_liflow_bundle(args)
     from explorer.liflow.model import FlowModelConfig
-    from explorer.liflow.train import TrainConfig, train
+    from explorer.liflow.train import TrainConfig, corrector_noise_fields, train
 
     if not args.name:
         raise ExplorerError("--data needs --name (the checkpoint name)")
@@ -282,7 +281,7 @@ def _run_liflow_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         compile=bool(args.compile),
-        **_corrector_noise(args.corrector_noise),
+        **({} if args.corrector_noise is None else corrector_noise_fields(args.corrector_noise)),
     )
     result = train(
         args.data,
@@ -298,16 +297,6 @@ def _run_liflow_train(args: argparse.Namespace) -> int:
         f"{result.best_step} of {result.steps} ({result.wall_time_s:.0f} s)"
     )
     return 0
-
-
-def _corrector_noise(noise_A: float | None) -> dict[str, Any]:
-    """TrainConfig fields of ``--corrector-noise`` (none when unset): the training noise
-    and the prior that records it."""
-    if noise_A is None:
-        return {}
-    from explorer.liflow.prior import PriorConfig
-
-    return {"noise_max_A": noise_A, "prior": PriorConfig(corrector_max_noise=noise_A)}
 
 
 def _run_liflow_bundle(args: argparse.Namespace) -> int:

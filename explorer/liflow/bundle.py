@@ -57,8 +57,13 @@ from explorer.liflow.classifier import (
 )
 from explorer.liflow.evaluate import corrector_rdf_bias, evaluate
 from explorer.liflow.model import FlowModel, FlowModelConfig
-from explorer.liflow.prior import PriorConfig
-from explorer.liflow.train import EXECUTION_SETTINGS, TrainConfig, can_resume, train
+from explorer.liflow.train import (
+    EXECUTION_SETTINGS,
+    TrainConfig,
+    can_resume,
+    corrector_noise_fields,
+    train,
+)
 from explorer.reference.dataset import REFERENCE_DIR, REFERENCE_RUNS, ReferenceRun
 
 __all__ = [
@@ -162,8 +167,7 @@ class BundleSettings:
         return TrainConfig(
             kind=kind,  # type: ignore[arg-type]
             model=model,
-            prior=PriorConfig(corrector_max_noise=noise),
-            noise_max_A=noise,
+            **corrector_noise_fields(noise),
             batch_size=self.batch_size,
             lr=self.lr,
             max_steps=self.propagator_steps if kind == "propagator" else self.corrector_steps,

@@ -150,24 +150,19 @@ def _checkpoint_section(card: Mapping[str, Any]) -> list[str]:
         train_acc = selector.get("train_accuracy") or {}
         held = selector.get("heldout_accuracy") or {}
         start = selector.get("heldout_accuracy_start")
-        lines += [
+        text = (
             "Prior classifier accuracy (Li / frame): training "
             f"{_fmt(train_acc.get('li'), '.2f')} / {_fmt(train_acc.get('frame'), '.2f')}, "
             f"held out {_fmt(held.get('li'), '.2f')} / {_fmt(held.get('frame'), '.2f')}"
-            + (
+        )
+        if start:
+            text += (
                 f" (held-out runs' catalogue start cells: {_fmt(start.get('li'), '.2f')} / "
                 f"{_fmt(start.get('frame'), '.2f')})"
-                if start
-                else ""
             )
-            + (
-                f"; trained on {selector['example_structures']}"
-                if "example_structures" in selector
-                else ""
-            )
-            + ".",
-            "",
-        ]
+        if "example_structures" in selector:
+            text += f"; trained on {selector['example_structures']}"
+        lines += [text + ".", ""]
     if card.get("evaluation"):
         lines += _evaluation_section("Evaluation on the training materials", card["evaluation"])
     if card.get("evaluation_heldout"):

@@ -352,11 +352,10 @@ class LiFlowSimulator:
         From the bundled classifier when there is one (CHGNet features of the structure
         and its temperature), else the card's fixed choice.
         """
-        fixed = {"li": self.li_large, "frame": self.frame_large}
         if self.selector is None:
-            return [dict(fixed) for _ in atoms_list]
+            return [self._card_choice() for _ in atoms_list]
         return [
-            {**fixed, **self.selector.predict(atoms, float(t))}
+            {**self._card_choice(), **self.selector.predict(atoms, float(t))}
             for atoms, t in zip(atoms_list, temperatures_K, strict=True)
         ]
 
@@ -431,8 +430,7 @@ class LiFlowSimulator:
         if self.corrector is None:
             raise MDConfigError(f"checkpoint {self.name} has no Corrector")
         # The Propagator's prior is not used here: a fixed choice skips the classifier.
-        fixed = [{"li": self.li_large, "frame": self.frame_large}]
-        state = self.prepare(atoms, temperature_K, seed=seed, prior_choices=fixed)
+        state = self.prepare(atoms, temperature_K, seed=seed, prior_choices=[self._card_choice()])
         _, dtype = _param(self.corrector)
         x = state.positions.to(dtype)
         noise = torch.randn(x.shape, generator=state.generator, dtype=dtype, device=x.device)
@@ -463,6 +461,10 @@ class LiFlowSimulator:
             c = self._flow(self.corrector, x + d, state.std_corrector, state, args, noise[1])
             d = d + s * c
         return remove_center_of_mass(d, state.masses, state.batch)
+
+    def _card_choice(self) -> dict[str, bool]:
+        """The card's fixed adaptive-prior choice (the classifier's fallback)."""
+        return {"li": self.li_large, "frame": self.frame_large}
 
     def _runs_corrector(self, state: LiFlowState) -> bool:
         return self.corrector is not None and state.corrector_strength > 0

@@ -54,11 +54,17 @@ from explorer.liflow.model import FlowModel, FlowModelConfig
 from explorer.liflow.prior import PriorConfig
 from explorer.nn.compiled import maybe_compile
 
-__all__ = ["TrainConfig", "TrainResult", "make_example", "train"]
+__all__ = ["TrainConfig", "TrainResult", "corrector_noise_fields", "make_example", "train"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # How a run executes, not what it learns: free to change when resuming or reusing.
 EXECUTION_SETTINGS = ("device", "compile", "max_wall_s")
+
+
+def corrector_noise_fields(noise_A: float) -> dict[str, Any]:
+    """:class:`TrainConfig` fields of a Corrector trained on noise up to ``noise_A`` Å:
+    ``noise_max_A`` and the prior that records it in the card (the two must agree)."""
+    return {"noise_max_A": noise_A, "prior": PriorConfig(corrector_max_noise=noise_A)}
 
 
 @dataclass(frozen=True)
