@@ -152,6 +152,12 @@ def add_cg_train(families: argparse._SubParsersAction) -> None:
         default=0,
         help="select weights by N-step rollouts of the validation polymers (0 = by NLL)",
     )
+    p.add_argument(
+        "--input-noise",
+        type=float,
+        default=0.0,
+        help="σ of the GNS-style training noise on input positions (0 = off)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the saved state")
     p.add_argument("--no-progress", action="store_true")
@@ -180,6 +186,7 @@ def _run_cg_train(args: argparse.Namespace) -> int:
         frame_stride=args.frame_stride,
         rg_step_weight=args.rg_step_weight,
         rollout_validation_steps=args.rollout_validation_steps,
+        input_noise=args.input_noise,
         max_steps=args.max_steps,
         eval_every=args.eval_every,
         patience=args.patience,

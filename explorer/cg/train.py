@@ -70,6 +70,7 @@ __all__ = [
     "TrainResult",
     "batch_losses",
     "fit_scales",
+    "perturb_inputs",
     "rollout_error",
     "train",
 ]
@@ -82,7 +83,8 @@ class TrainConfig:
     ``bead_size`` atoms per CG bead (METIS); the last ``n_validation`` polymers given are
     held out; ``frame_stride`` sets the model's Δt in frames of the training files.
     ``rollout_validation_steps`` > 0 selects the kept weights by rollouts instead of the
-    validation NLL (:func:`rollout_error`).
+    validation NLL (:func:`rollout_error`). ``input_noise`` > 0 (σ) perturbs the training
+    inputs (:func:`perturb_inputs`); validation batches stay clean.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -102,6 +104,7 @@ class TrainConfig:
     rg_weight: float = 0.2
     rg_step_weight: float = 0.0
     rollout_validation_steps: int = 0
+    input_noise: float = 0.0
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -161,6 +164,31 @@ def fit_scales(polymers: Sequence[CGPolymer], history: int, stride: int = 1) -> 
         rg2_offset_std=float(max(offsets.std(), 1e-6)),
         rg2_step=float(max(np.sqrt(np.mean(np.concatenate(rg2_step) ** 2)), 1e-6)),
     )
+
+
+def perturb_inputs(batch: Batch, noise: float, cutoff: float, generator: torch.Generator) -> Batch:
+    """Training noise of Sanchez-Gonzalez et al. (2020, the GNS simulator): add independent
+    N(0, noise²) displacements (σ) to the current and the k history positions, recompute
+    the history velocities from them, and aim the target acceleration at the *clean* next
+    frame: ã = (x_{t+Δt} - x̃_t - Δt ṽ_t) / Δt², the acceleration that semi-implicit Euler
+    needs to land there from the perturbed state.
+
+    A rollout feeds the model its own, slightly off, states; without this the model never
+    sees one and nothing pulls a drifting chain back (the unfolded chains of the card's
+    variants A, G, H). The graph is rebuilt on the perturbed positions.
+    """
+    if noise <= 0:
+        return batch
+    dt = batch.dt
+    # positions x_t, x_{t-Δt}, ..., x_{t-kΔt} from x_t and the history velocities (newest first)
+    steps = torch.cumsum(batch.v * dt, dim=1)
+    window = torch.cat([batch.x[:, None], batch.x[:, None] - steps], dim=1)  # (n, k+1, 3)
+    window = window + noise * torch.randn(window.shape, generator=generator)
+    x = window[:, 0]
+    v = (window[:, :-1] - window[:, 1:]) / dt
+    target = (batch.next_x - x - dt * v[:, 0]) / dt**2
+    edges, flag = _edges_per_sample(x, batch, cutoff)
+    return dataclasses.replace(batch, x=x, v=v, target=target, edges=edges, bond_flag=flag)
 
 
 def batch_losses(
@@ -384,6 +412,7 @@ def train(
     while step < config.max_steps and not stopped:
         batch = make_batch(train_set, rng, cfg.history, cfg.cutoff, config.n_polymers,
                            config.samples_per_polymer, stride)  # fmt: skip
+        batch = perturb_inputs(batch, config.input_noise, cfg.cutoff, generator)
         losses = batch_losses(modules, batch, generator, rg_step=config.rg_step_weight > 0)
         loss = _total(losses, config)
         optimizer.zero_grad(set_to_none=True)

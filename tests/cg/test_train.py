@@ -138,3 +138,46 @@ def test_correlated_noise_and_rg_step_loss_train_and_roll_out(polymer_dir: Path)
     for _ in range(5):
         state = simulator.step(state)
     assert torch.isfinite(state.x).all()
+
+
+def test_input_noise_aims_at_the_clean_next_frame(polymer_dir: Path) -> None:
+    from explorer.cg.train import perturb_inputs
+
+    config = tiny_train_config()
+    polymers = load_training_polymers(_paths(polymer_dir), config.bead_size)
+    rng = np.random.default_rng(0)
+    k, cutoff = config.model.history, config.model.cutoff
+    batch = make_batch(polymers, rng, k, cutoff, 2, 16)
+    generator = torch.Generator().manual_seed(0)
+    assert perturb_inputs(batch, 0.0, cutoff, generator) is batch
+
+    noisy = perturb_inputs(batch, 0.1, cutoff, generator)
+    # the clean batch is consistent: semi-implicit Euler with the target lands on next_x ...
+    landed = batch.x + batch.dt * (batch.v[:, 0] + batch.dt * batch.target)
+    torch.testing.assert_close(landed, batch.next_x, atol=1e-4, rtol=0)
+    # ... and so is the perturbed one, from its own perturbed state
+    landed = noisy.x + noisy.dt * (noisy.v[:, 0] + noisy.dt * noisy.target)
+    torch.testing.assert_close(landed, batch.next_x, atol=1e-4, rtol=0)
+    # positions moved by N(0, 0.1²) per coordinate; velocities by the difference of two draws
+    assert float((noisy.x - batch.x).std()) == pytest.approx(0.1, rel=0.1)
+    dv = (noisy.v - batch.v) * batch.dt
+    assert float(dv.std()) == pytest.approx(0.1 * 2**0.5, rel=0.1)
+    # the oldest history position is perturbed too, consistently with the velocities
+    oldest = batch.x - batch.dt * batch.v.sum(1)
+    noisy_oldest = noisy.x - noisy.dt * noisy.v.sum(1)
+    assert float((noisy_oldest - oldest).std()) == pytest.approx(0.1, rel=0.1)
+    assert noisy.edges.shape[1] == 2 and noisy.edges.shape[0] == noisy.bond_flag.shape[0]
+    torch.testing.assert_close(noisy.next_x, batch.next_x)
+
+
+def test_training_with_input_noise_trains_on_perturbed_inputs(polymer_dir: Path) -> None:
+    from dataclasses import replace
+
+    clean_config = tiny_train_config(max_steps=10, eval_every=10)
+    noisy_config = replace(clean_config, input_noise=0.05)
+    clean = train(_paths(polymer_dir), clean_config, progress=False)
+    noisy = train(_paths(polymer_dir), noisy_config, progress=False)
+    assert all(np.isfinite(h[:6]).all() for h in noisy.history)
+    a = clean.modules.dynamics.state_dict()
+    b = noisy.modules.dynamics.state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # same seed, different inputs
