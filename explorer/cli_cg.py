@@ -204,7 +204,10 @@ def _run_cg_train(args: argparse.Namespace) -> int:
         out_dir=out_dir,
         resume_from=state if args.resume and state.exists() else None,
         progress=not args.no_progress,
-        card_extra={"command": "accelmd " + " ".join(sys.argv[1:])},
+        card_extra={
+            "command": "accelmd " + " ".join(sys.argv[1:]),
+            **_kept_notes(out_dir, args.name),
+        },
     )
     what = "rollout ⟨R_g²⟩ error" if args.rollout_validation_steps else "validation NLL"
     print(
@@ -212,6 +215,23 @@ def _run_cg_train(args: argparse.Namespace) -> int:
         f"{result.best_step} of {result.steps} ({result.wall_time_s:.0f} s)"
     )
     return 0
+
+
+# Records of experiments with other recipes: they stay true whatever the new weights are,
+# while evaluations and benches describe the weights they were measured on and go.
+KEPT_CARD_NOTES = ("variants_tried", "variants_tried_note")
+
+
+def _kept_notes(out_dir: Path, name: str) -> dict:
+    """The :data:`KEPT_CARD_NOTES` of the card that a training run is about to replace."""
+    card = out_dir / f"{name}.json"
+    if not card.exists():
+        return {}
+    try:
+        old = json.loads(card.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}  # an unreadable card has nothing worth keeping; training replaces it
+    return {key: old[key] for key in KEPT_CARD_NOTES if key in old}
 
 
 # -- eval cg ------------------------------------------------------------------

@@ -162,3 +162,28 @@ def test_train_and_eval_cli(local_polymers: Path, tmp_path: Path, capsys) -> Non
     report = json.loads(capsys.readouterr().out)
     assert report["polymers"][0]["polymer"] == "test_II_000"
     assert {"model_r2", "short_md_emd", "model_t_relax_mae_tau"} <= set(report["summary"])
+
+
+def test_retraining_keeps_the_cards_variant_records(local_polymers: Path, tmp_path: Path) -> None:
+    data = [str(p) for p in sorted(local_polymers.glob("train_I_*.h5"))]
+    argv = ["train", "cg", "--data", *data, "--name", "cg-keep", "--out-dir", str(tmp_path),
+            "--max-steps", "2", "--eval-every", "2", "--hidden", "8", "--layers", "1",
+            "--validation", "1", "--input-noise", "0.05", "--no-progress"]  # fmt: skip
+    args = _parser().parse_args(argv)
+    assert args.handler(args) == 0
+    card_path = tmp_path / "cg-keep.json"
+    card = json.loads(card_path.read_text())
+    assert "variants_tried" not in card
+    assert card["train_config"]["input_noise"] == 0.05
+    card["variants_tried"] = [{"id": "A", "model_r2": 0.1}]
+    card["variants_tried_note"] = "what was tried"
+    card["validation_metrics"] = {"model_r2": 0.5}  # describes the old weights only
+    card_path.write_text(json.dumps(card))
+
+    args = _parser().parse_args([*argv, "--seed", "1"])
+    assert args.handler(args) == 0
+    retrained = json.loads(card_path.read_text())
+    assert retrained["train_config"]["seed"] == 1
+    assert retrained["variants_tried"] == [{"id": "A", "model_r2": 0.1}]
+    assert retrained["variants_tried_note"] == "what was tried"
+    assert "validation_metrics" not in retrained
