@@ -337,7 +337,9 @@ class LiFlowApp(LiFlowRun, PanelDownloads, PanelRolloutTab):
                 # sending them would hold back the first step's (measured: ~0.3 s).
                 return None
         fresh = self._analyse(rollout)
-        return {name: fresh[name] for name in self.figures if name in fresh}, self._summary_text()
+        return {name: fresh[name] for name in self.figures if name in fresh}, self.summary_line(
+            rollout
+        )
 
     def _apply_views(self, views: Any) -> None:
         """Copy the newest 3-D frame, fresh figures and the D_Li line into the page."""
@@ -347,9 +349,6 @@ class LiFlowApp(LiFlowRun, PanelDownloads, PanelRolloutTab):
             figures.sync_figure(self.figures[name], fig)
             self.panes[name].param.trigger("object")
         self._show_summary(summary)
-
-    def _summary_text(self) -> str | None:
-        return self.analysis.summary() if self.analysis is not None else None
 
     def _show_summary(self, summary: str | None) -> None:
         if summary is not None:
@@ -450,7 +449,7 @@ class LiFlowApp(LiFlowRun, PanelDownloads, PanelRolloutTab):
         for name, fig in fresh.items():
             if name in self.figures:
                 self._replace_figure(name, fig)
-        self._show_summary(self._summary_text())
+        self._show_summary(self.summary_line(rollout))
 
     # -- downloads ---------------------------------------------------------------------
     def n_trajectory_parts(self) -> int:

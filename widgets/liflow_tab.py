@@ -365,7 +365,7 @@ class LiFlowTab(LiFlowRun, RolloutTab):
     def _update_figures(self, rollout: Rollout) -> None:
         for name, fig in self._analyse(rollout).items():
             figures.sync_figure(self.figures[name], fig)
-        self.summary.value = f"<b>{escape(self.analysis.summary())}</b>"
+        self.summary.value = f"<b>{escape(self.summary_line(rollout) or '')}</b>"
         if self.analysis.problems:
             self.message.value = warning_html(self.analysis.problems)
 

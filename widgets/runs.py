@@ -264,6 +264,27 @@ def build_run(
     return ReplicaSimulator(simulator), stacked, {"replicas": replicas}
 
 
+def liflow_prior_choices(
+    simulator: Simulator, atoms: Atoms, temperatures_K: Sequence[float]
+) -> list[dict[str, bool]] | None:
+    """The adaptive prior's ``{"li": large, "frame": large}`` per temperature, as the run
+    will use it (the checkpoint's classifier, else its card); None for other priors and
+    for simulators without one (the demo). The classifier's CHGNet features are cached per
+    structure, so asking again at run start costs a small MLP pass."""
+    base = getattr(simulator, "base", simulator)  # a ReplicaSimulator wraps the model
+    choose = getattr(base, "prior_choices", None)
+    if choose is None or getattr(getattr(base, "prior", None), "kind", None) != "adaptive":
+        return None
+    return choose([atoms] * len(temperatures_K), [float(t) for t in temperatures_K])
+
+
+def prior_choice_text(choice: Mapping[str, bool], from_classifier: bool) -> str:
+    """``"prior: Li large, frame small (classifier)"`` for a summary line."""
+    size = {True: "large", False: "small"}
+    source = "classifier" if from_classifier else "card"
+    return f"prior: Li {size[bool(choice['li'])]}, frame {size[bool(choice['frame'])]} ({source})"
+
+
 def build_liflow_rollout(
     choice: ModelChoice,
     atoms: Atoms,
@@ -281,6 +302,13 @@ def build_liflow_rollout(
         "supercell": list(atoms.info.get("supercell", (1, 1, 1))),
         "temperature_K": list(temperatures_K) if temperatures_K else knobs["temperature_K"],
     }
+    temps = list(temperatures_K) if temperatures_K else [float(knobs["temperature_K"])]
+    choices = liflow_prior_choices(simulator, atoms, temps)
+    if choices is not None:  # shown next to D_Li and stored with downloads
+        base = getattr(simulator, "base", simulator)
+        metadata["prior_choice"] = choices if temperatures_K else choices[0]
+        from_classifier = getattr(base, "selector", None) is not None
+        metadata["prior_choice_source"] = "classifier" if from_classifier else "card"
     return Rollout(simulator, run_atoms, n_steps, prepare_knobs, metadata=metadata)
 
 
@@ -376,6 +404,22 @@ class LiFlowRun:
         if len(self._temperatures) > 1 and self.replica.value in self._temperatures:
             return float(self.replica.value)
         return float(self._temperatures[-1])
+
+    def summary_line(self, rollout: Rollout) -> str | None:
+        """The D_Li line of the shown replica, then the adaptive prior it runs with
+        (None before the analysis exists)."""
+        if self.analysis is None:
+            return None
+        parts = [self.analysis.summary()]
+        choice = rollout.metadata.get("prior_choice")
+        if isinstance(choice, list):  # Arrhenius replicas: the shown one's
+            temps = self._temperatures
+            shown = self._display_temperature()
+            choice = choice[temps.index(shown)] if shown in temps else None
+        if isinstance(choice, Mapping):
+            source = rollout.metadata.get("prior_choice_source") == "classifier"
+            parts.append(prior_choice_text(choice, source))
+        return " · ".join(p for p in parts if p)
 
     def _figures_shown(self) -> set[str]:
         """The figures the front end shows now (only these are rebuilt while a run

@@ -43,8 +43,11 @@ def brownian_choice(delay_s: float = 0.0, fail_at_step: int | None = None) -> Mo
     )
 
 
-def tiny_liflow_choice(elements: tuple[int, ...] = LI_S_ELEMENTS) -> ModelChoice:
-    """An untrained LiFlow model (Propagator only) knowing ``elements``: fast, real code path."""
+def tiny_liflow_choice(
+    elements: tuple[int, ...] = LI_S_ELEMENTS, prior_kind: str = "maxwell_boltzmann"
+) -> ModelChoice:
+    """An untrained LiFlow model (Propagator only) knowing ``elements``: fast, real code path.
+    With ``prior_kind="adaptive"`` the card's fixed choice is Li large, frame small."""
     from explorer.liflow import FlowModel, FlowModelConfig
     from explorer.liflow.prior import PriorConfig
     from explorer.liflow.simulate import LiFlowSimulator
@@ -54,7 +57,7 @@ def tiny_liflow_choice(elements: tuple[int, ...] = LI_S_ELEMENTS) -> ModelChoice
     def build(device: str) -> LiFlowSimulator:
         torch.manual_seed(0)
         model = FlowModel(config).to(torch.float64)
-        prior = PriorConfig(kind="maxwell_boltzmann", scale=1.0)
+        prior = PriorConfig(kind=prior_kind, scale=1.0)
         return LiFlowSimulator(model, None, prior, training_temperatures_K=(600.0, 1000.0))
 
     card = {

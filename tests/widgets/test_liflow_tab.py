@@ -226,3 +226,48 @@ def test_trained_checkpoint_is_listed_summarised_and_runs(tmp_path):
     tab.flow_steps.value = 2
     run(tab, 2)
     assert tab.rollout.status == "done" and tab.rollout.n_frames == 3
+
+
+def test_summary_names_the_adaptive_prior_the_run_uses():
+    tab = make_tab([tiny_liflow_choice(prior_kind="adaptive")])
+    tab.flow_steps.value = 1
+    run(tab, 2)
+    assert tab.rollout.metadata["prior_choice"] == {"li": True, "frame": False}
+    assert tab.rollout.metadata["prior_choice_source"] == "card"
+    assert "prior: Li large, frame small (card)" in tab.summary.value
+    assert tab.summary.value.startswith("<b>D_Li")
+    # other priors have no small/large choice to report
+    plain = make_tab([tiny_liflow_choice()])
+    plain.flow_steps.value = 1
+    run(plain, 2)
+    assert "prior_choice" not in plain.rollout.metadata
+    assert "prior:" not in plain.summary.value
+
+
+def test_summary_shows_the_shown_replicas_classifier_choice():
+    from widgets.runs import ModelChoice
+
+    tiny = tiny_liflow_choice(prior_kind="adaptive")
+
+    def build(device: str):
+        simulator = tiny.factory(device)
+        # a classifier that says "large Li" above 800 K (the real one needs CHGNet)
+        simulator.selector = object()
+        simulator.prior_choices = lambda atoms_list, temps: [
+            {"li": t > 800, "frame": False} for t in temps
+        ]
+        return simulator
+
+    tab = make_tab([ModelChoice("chooser", tiny.card, factory=build)])
+    tab.flow_steps.value = 1
+    tab.mode.value = ARRHENIUS
+    tab.temperatures.value = "700, 900"
+    run(tab, 2)
+    assert tab.rollout.status == "done"
+    assert tab.rollout.metadata["prior_choice"] == [
+        {"li": False, "frame": False},
+        {"li": True, "frame": False},
+    ]
+    assert "prior: Li large, frame small (classifier)" in tab.summary.value  # 900 K shown
+    tab.replica.value = 700.0
+    assert "prior: Li small, frame small (classifier)" in tab.summary.value
