@@ -234,6 +234,8 @@ def test_summary_names_the_adaptive_prior_the_run_uses():
     run(tab, 2)
     assert tab.rollout.metadata["prior_choice"] == {"li": True, "frame": False}
     assert tab.rollout.metadata["prior_choice_source"] == "card"
+    saved = tab.rollout.trajectory().metadata  # what downloads and save_trajectory write
+    assert saved["prior_choice"] == {"li": True, "frame": False}
     assert "prior: Li large, frame small (card)" in tab.summary.value
     assert tab.summary.value.startswith("<b>D_Li")
     # other priors have no small/large choice to report
