@@ -8,7 +8,13 @@ from ase import Atoms, units
 
 from explorer.flashmd.data import load_pairs
 from explorer.flashmd.energy import EnergyModel, kinetic_energy
-from explorer.flashmd.evaluate import layer_msd, species_temperatures, verlet_baseline
+from explorer.flashmd.evaluate import (
+    WARMUP_TIME_CONSTANTS,
+    layer_msd,
+    species_temperatures,
+    verlet_baseline,
+    warmup_frames,
+)
 from explorer.trajectory import Trajectory
 
 
@@ -52,6 +58,36 @@ def test_species_temperatures_match_ase_per_element() -> None:
         )
         == {}
     )
+
+
+def test_warmup_frames_skip_five_time_constants() -> None:
+    traj = Trajectory(
+        positions=np.zeros((40, 1, 3)),
+        cell=np.eye(3),
+        numbers=[18],
+        times_ps=2.0 + 0.016 * np.arange(40),
+    )  # 16 fs strides from t = 2 ps
+    assert WARMUP_TIME_CONSTANTS == 5.0
+    assert warmup_frames(traj, 100.0) == 32  # 500 fs = 31.25 strides: frame 32 is the first after
+    assert warmup_frames(traj, 16.0) == 5  # exactly 80 fs = frame 5
+    assert warmup_frames(traj, 0.0) == 1  # frame 0 is the start, never counted
+
+
+def test_species_temperatures_from_a_later_frame() -> None:
+    """A cold start then hot frames: leaving out the start frames gives the hot value."""
+    numbers = np.array([18] * 8)
+    scale = np.array([0.1, 0.1, 0.1, 5.0, 5.0, 5.0])[:, None, None]
+    velocities = np.random.default_rng(0).normal(size=(6, 8, 3)) * scale
+    traj = Trajectory(positions=np.zeros((6, 8, 3)), cell=np.eye(3) * 10, numbers=numbers,
+                      times_ps=np.arange(6.0), velocities=velocities)  # fmt: skip
+    hot = []
+    for frame in (3, 4, 5):
+        atoms = Atoms(numbers)
+        atoms.set_velocities(velocities[frame] / (1000.0 * units.fs))
+        hot.append(atoms.get_temperature())
+    assert species_temperatures(traj, 3)["Ar"] == pytest.approx(np.mean(hot), rel=1e-10)
+    assert species_temperatures(traj)["Ar"] < species_temperatures(traj, 3)["Ar"]
+    assert species_temperatures(traj, 6) == {}
 
 
 def test_kinetic_energy_in_ev() -> None:

@@ -124,6 +124,14 @@ def test_rollout_report_gives_the_temperature_error_per_element(trained, argon32
     by_species = report["temperature_error_by_species_K"]
     assert set(by_species) == {"Ar"}  # one element: its temperature is the overall one
     assert by_species["Ar"] == pytest.approx(report["temperature_error_K"], abs=0.05)
+    assert "temperature_error_steady_K" not in report  # 24 fs: all within the warm-up
+
+    # 5 time constants of 5 fs = 25 fs: the steady state starts at the 4th 8-fs stride
+    short = {**knobs, "time_constant_fs": 5.0}
+    report = rollout_report(sim, argon32, 6, short)
+    assert report["steady_state_from_ps"] == pytest.approx(0.032)
+    steady = report["temperature_error_steady_by_species_K"]["Ar"]
+    assert steady == pytest.approx(report["temperature_error_steady_K"], abs=0.05)
 
 
 def test_blow_up_stops_the_rollout_and_keeps_frames(trained, argon32) -> None:
