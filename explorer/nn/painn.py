@@ -98,15 +98,21 @@ class PaiNNMessage(nn.Module):
         f = self.num_features
         phi_s, phi_vv, phi_vs = torch.split(self.phi(s)[j], f, dim=-1)
         w_s = w_vv = 0.0
-        direction_term = 0.0
+        dv_edges: torch.Tensor | None = None  # (E, 3, F), accumulated in place
         for g, (rbf, unit, w) in enumerate(zip(rbfs, unit_vectors, given, strict=True)):
             w = self.geometry_filter(g, rbf, envelope) if w is None else w
             ws, wvv, wvs = torch.split(w, f, dim=-1)
             w_s = w_s + ws
             w_vv = w_vv + wvv
-            direction_term = direction_term + unit.unsqueeze(-1) * (phi_vs * wvs).unsqueeze(1)
+            # The (E, 3, F) edge tensors dominate the cost of a step (LiFlow: ~90 % of an
+            # eager step); fused multiply-adds into one buffer halve the passes over them.
+            if dv_edges is None:
+                dv_edges = unit.unsqueeze(-1) * (phi_vs * wvs).unsqueeze(1)
+            else:
+                dv_edges.addcmul_(unit.unsqueeze(-1), (phi_vs * wvs).unsqueeze(1))
+        assert dv_edges is not None  # at least one geometry (checked above)
         ds = scatter_sum(phi_s * w_s, i, s.shape[0])
-        dv_edges = v[j] * (phi_vv * w_vv).unsqueeze(1) + direction_term
+        dv_edges.addcmul_(v[j], (phi_vv * w_vv).unsqueeze(1))
         dv = scatter_sum(dv_edges, i, s.shape[0])
         return ds, dv
 
