@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from explorer.analysis.polymer import radius_of_gyration_sq
-from explorer.cg.coarsen import CGMapping, coarsen
+from explorer.cg.coarsen import CGMapping, CoarseningError, coarsen
 from explorer.cg.polymers import PolymerData
 from explorer.errors import AnalysisError
 
@@ -54,7 +54,11 @@ def prepare_polymer(
 ) -> CGPolymer:
     """Coarse-grain a reference trajectory (eq. 1) and compute its R_g² series."""
     poly = data.polymer
-    mapping = mapping or coarsen(poly.n_beads, poly.bonds, poly.masses, bead_size, seed)
+    if mapping is None:
+        try:
+            mapping = coarsen(poly.n_beads, poly.bonds, poly.masses, bead_size, seed)
+        except CoarseningError as exc:  # name the polymer: training reads dozens of files
+            raise CoarseningError(f"{poly.name}: {exc}") from None
     cg = mapping.positions(data.positions)
     if data.times_tau.size < 2:
         raise AnalysisError(f"{poly.name}: needs at least two frames")

@@ -77,8 +77,9 @@ def test_unknown_bead_type_and_bad_bead_size(simulator: CGSimulator, polymer_dir
     with pytest.raises(UnknownBeadTypeError, match="unknown to checkpoint"):
         simulator.load(alien)
     simulator.bead_size = 10_000
-    with pytest.raises(CoarseningError, match="bead size"):
+    with pytest.raises(CoarseningError, match="bead size") as raised:
         simulator.load(data)
+    assert str(raised.value).startswith(f"{poly.name}: ")  # which of many files
 
 
 def test_step_is_exactly_semi_implicit_euler_of_the_sampled_acceleration(
