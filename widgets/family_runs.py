@@ -529,6 +529,11 @@ def cg_summary(observables: Mapping[str, np.ndarray], reference: PolymerReferenc
     retries = observables.get("retries")
     if retries is not None and retries.size and retries[-1] > 0:
         text += f"; {int(retries[-1])} rejected draws"
+    extension = observables.get("extension")
+    if extension is not None and extension.size and np.isfinite(extension).all():
+        stretched = float(np.mean(extension > 1.0))
+        if stretched > 0:  # states no fine chain with FENE bonds could coarse-grain to
+            text += f"; {100 * stretched:.0f} % of frames stretched beyond full extension"
     return text
 
 

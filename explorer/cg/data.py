@@ -25,7 +25,7 @@ from explorer.cg.coarsen import CGMapping, CoarseningError, coarsen
 from explorer.cg.polymers import PolymerData
 from explorer.errors import AnalysisError
 
-__all__ = ["Batch", "CGPolymer", "graph_edges", "make_batch", "prepare_polymer"]
+__all__ = ["Batch", "CGPolymer", "contour_limits", "graph_edges", "make_batch", "prepare_polymer"]
 
 
 @dataclass
@@ -43,6 +43,7 @@ class CGPolymer:
     rg2_fine: np.ndarray  # (F,)
     rg2_cg: np.ndarray  # (F,)
     dt_tau: float
+    distance_limits: torch.Tensor | None = None  # (M, M) σ, see contour_limits
 
     @property
     def n_beads(self) -> int:
@@ -80,7 +81,45 @@ def prepare_polymer(
         rg2_fine=radius_of_gyration_sq(data.positions, poly.masses),
         rg2_cg=radius_of_gyration_sq(cg, mapping.masses),
         dt_tau=float(np.median(np.diff(data.times_tau))),
+        distance_limits=_limits_of(data, mapping),
     )
+
+
+def contour_limits(
+    n_atoms: int, bonds: np.ndarray, groups: np.ndarray, masses: np.ndarray, max_bond: float
+) -> np.ndarray:
+    """(M, M) upper bounds (σ) on the distance between the centres of mass of CG beads.
+
+    With every fine bond at most ``max_bond`` long (FENE: R0, where its potential diverges),
+    |x_a - x_b| ≤ max_bond · d(a, b) for the bond-graph distance d, and centres of mass
+    are weighted means, so |X_m - X_n| ≤ max_bond · Σ_{a∈m, b∈n} w_a w_b d(a, b) (w: mass
+    fractions within each bead). A straight chain at full extension reaches the bound; no
+    configuration of the fine model exceeds it. The diagonal is +inf (no constraint).
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import shortest_path
+
+    edges = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
+    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), (n_atoms, n_atoms))
+    hops = shortest_path(graph, directed=False, unweighted=True)
+    groups = np.asarray(groups)
+    n_beads = int(groups.max()) + 1
+    weights = np.zeros((n_beads, n_atoms))
+    weights[groups, np.arange(n_atoms)] = masses
+    weights /= weights.sum(axis=1, keepdims=True)
+    limits = max_bond * (weights @ hops @ weights.T)
+    np.fill_diagonal(limits, np.inf)
+    return limits
+
+
+def _limits_of(data: PolymerData, mapping: CGMapping) -> torch.Tensor | None:
+    """:func:`contour_limits` from the file's FENE R0, or None when it does not say."""
+    r0 = (data.metadata.get("force_field") or {}).get("fene_r0")
+    if r0 is None:
+        return None
+    poly = data.polymer
+    limits = contour_limits(poly.n_beads, poly.bonds, mapping.groups, poly.masses, float(r0))
+    return torch.as_tensor(limits, dtype=torch.float32)
 
 
 def graph_edges(

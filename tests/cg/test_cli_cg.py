@@ -161,7 +161,12 @@ def test_train_and_eval_cli(local_polymers: Path, tmp_path: Path, capsys) -> Non
     assert args.handler(args) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["polymers"][0]["polymer"] == "test_II_000"
-    assert {"model_r2", "short_md_emd", "model_t_relax_mae_tau"} <= set(report["summary"])
+    assert {
+        "model_r2",
+        "short_md_emd",
+        "model_t_relax_mae_tau",
+        "model_overstretched_fraction",
+    } <= set(report["summary"])
 
 
 def test_retraining_keeps_the_cards_variant_records(local_polymers: Path, tmp_path: Path) -> None:

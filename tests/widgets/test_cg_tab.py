@@ -127,3 +127,15 @@ def test_explorer_holds_the_three_tabs():
     assert explorer.tabs.children[1] is explorer.flashmd.widget
     assert explorer.tabs.children[2] is explorer.cg.widget
     assert explorer.cg.polymer.value.startswith("test_II_")
+
+
+def test_summary_reports_frames_beyond_full_extension():
+    from widgets.family_runs import cg_summary
+
+    rg2 = np.array([5.0, 5.2, 5.4, 5.1])
+    fine = {"rg2_fine": rg2, "extension": np.array([0.5, 0.6, 0.55, 0.58])}
+    assert "full extension" not in cg_summary(fine, None)
+    stretched = {"rg2_fine": rg2, "extension": np.array([0.5, 1.2, 1.4, 0.9])}
+    assert "50 % of frames stretched beyond full extension" in cg_summary(stretched, None)
+    unknown = {"rg2_fine": rg2, "extension": np.full(4, np.nan)}  # a file without FENE R0
+    assert "full extension" not in cg_summary(unknown, None)
