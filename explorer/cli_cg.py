@@ -224,12 +224,13 @@ KEPT_CARD_NOTES = ("variants_tried", "variants_tried_note")
 
 def _kept_notes(out_dir: Path, name: str) -> dict:
     """The :data:`KEPT_CARD_NOTES` of the card that a training run is about to replace."""
-    card = out_dir / f"{name}.json"
-    if not card.exists():
+    from explorer.checkpoints import CheckpointError, read_card
+
+    if not (out_dir / f"{name}.json").exists():
         return {}
     try:
-        old = json.loads(card.read_text())
-    except (OSError, json.JSONDecodeError):
+        old = read_card(name, out_dir)
+    except CheckpointError:
         return {}  # an unreadable card has nothing worth keeping; training replaces it
     return {key: old[key] for key in KEPT_CARD_NOTES if key in old}
 

@@ -266,16 +266,17 @@ def build_run(
 
 def liflow_prior_choices(
     simulator: Simulator, atoms: Atoms, temperatures_K: Sequence[float]
-) -> list[dict[str, bool]] | None:
+) -> tuple[list[dict[str, bool]], str] | None:
     """The adaptive prior's ``{"li": large, "frame": large}`` per temperature, as the run
-    will use it (the checkpoint's classifier, else its card); None for other priors and
-    for simulators without one (the demo). The classifier's CHGNet features are cached per
-    structure, so asking again at run start costs a small MLP pass."""
+    will use it, and where it comes from (``"classifier"`` or ``"card"``); None for other
+    priors and for simulators without one (the demo). The classifier's CHGNet features are
+    cached per structure, so asking again at run start costs a small MLP pass."""
     base = getattr(simulator, "base", simulator)  # a ReplicaSimulator wraps the model
     choose = getattr(base, "prior_choices", None)
     if choose is None or getattr(getattr(base, "prior", None), "kind", None) != "adaptive":
         return None
-    return choose([atoms] * len(temperatures_K), [float(t) for t in temperatures_K])
+    choices = choose([atoms] * len(temperatures_K), [float(t) for t in temperatures_K])
+    return choices, "classifier" if getattr(base, "selector", None) is not None else "card"
 
 
 def prior_choice_text(choice: Mapping[str, bool], from_classifier: bool) -> str:
@@ -303,12 +304,10 @@ def build_liflow_rollout(
         "temperature_K": list(temperatures_K) if temperatures_K else knobs["temperature_K"],
     }
     temps = list(temperatures_K) if temperatures_K else [float(knobs["temperature_K"])]
-    choices = liflow_prior_choices(simulator, atoms, temps)
-    if choices is not None:  # shown next to D_Li and stored with downloads
-        base = getattr(simulator, "base", simulator)
+    prior = liflow_prior_choices(simulator, atoms, temps)
+    if prior is not None:  # shown next to D_Li and stored with downloads
+        choices, metadata["prior_choice_source"] = prior
         metadata["prior_choice"] = choices if temperatures_K else choices[0]
-        from_classifier = getattr(base, "selector", None) is not None
-        metadata["prior_choice_source"] = "classifier" if from_classifier else "card"
     return Rollout(simulator, run_atoms, n_steps, prepare_knobs, metadata=metadata)
 
 

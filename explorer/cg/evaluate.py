@@ -98,13 +98,11 @@ def evaluate(
         n_steps = steps if steps is not None else round(length_tau / simulator.dt_tau)
         atoms = simulator.polymer_atoms(name)
         state = simulator.prepare(atoms, polymer=name, refinement=refinement, seed=seed)
-        xs, rg2s, extensions, diverged = [state.x.double().numpy()], [], [], ""
-        observables = simulator.frame(state).observables
-        rg2s.append(observables["rg2_fine"])
-        extensions.append(observables.get("extension", float("nan")))
+        xs, rg2s, extensions, diverged = [], [], [], ""
         try:
-            for _ in range(n_steps):
-                state = simulator.step(state)
+            for k in range(n_steps + 1):  # frame 0 is the start
+                if k:
+                    state = simulator.step(state)
                 xs.append(state.x.double().numpy())
                 observables = simulator.frame(state).observables
                 rg2s.append(observables["rg2_fine"])
