@@ -292,6 +292,12 @@ def add_flashmd_data(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--system", choices=("argon", "al110", "all"), default="all")
     p.add_argument("--out-dir", help="default: sample_data/flashmd")
     p.add_argument("--progress", action="store_true")
+    p.add_argument(
+        "--runs",
+        type=int,
+        nargs="+",
+        help="only these run indices of the system (to share the work between processes)",
+    )
     p.set_defaults(handler=_run_flashmd_data)
 
 
@@ -301,5 +307,5 @@ def _run_flashmd_data(args: argparse.Namespace) -> int:
     names = list(SYSTEMS) if args.system == "all" else [args.system]
     directory = Path(args.out_dir) if args.out_dir else DATA_DIR
     for name in names:
-        generate(name, directory, progress=args.progress, log=print)
+        generate(name, directory, progress=args.progress, log=print, runs=args.runs)
     return 0

@@ -11,8 +11,9 @@ Layout (H5MD 1.1, https://www.nongnu.org/h5md/h5md.html)::
         species                (atoms,) atomic numbers
         mass                   (atoms,) amu
         position/{value,step,time}   (frames, atoms, 3) float32 unwrapped Å; step; ps
-        velocity/{value,step,time}   optional, Å/ps
-        momentum/{value,step,time}   optional, amu·Å/ps (an extension; H5MD allows them)
+        velocity/{value,step,time}   optional, float32 Å/ps
+        momentum/{value,step,time}   optional, float32 amu·Å/ps (an extension; H5MD
+                               allows them)
     observables/<name>/{value,step,time}   per-frame scalars: energies in eV,
                                others in the unit of ``OBSERVABLE_UNITS``
     parameters/                attrs: metadata (scalars as attrs, all of it as JSON
@@ -207,8 +208,9 @@ class H5MDWriter:
         if path not in self._file:
             if self.n_frames > 0:
                 raise TrajectoryError(f"{name} must be given from the first frame on")
-            dtype = np.float32 if name == "position" else np.float64
-            _create_time_series(self._file, path, (n_atoms, 3), dtype, UNITS[name])
+            # float32 like the positions: 7 significant digits are far below thermal
+            # noise and halve the files; the restart state keeps float64 for exact resumes.
+            _create_time_series(self._file, path, (n_atoms, 3), np.float32, UNITS[name])
         return self._file[path]
 
     def _observable_group(self, key: str) -> h5py.Group:

@@ -54,8 +54,8 @@ print(f"QUICK = {QUICK}: {SIM_TIME_PS} ps per Al rollout")
 # %% [markdown]
 # ## The reference and the start frame
 #
-# The held-out Al(110) test trajectory (`al110_test3.h5`): 240 atoms, EMT, NVE after
-# a 700 K Nosé–Hoover equilibration, frames every 16 fs. The rollouts start from its
+# The held-out Al(110) test trajectory (`al110_test9.h5`): 240 atoms, EMT, NVE after
+# a 2 ps Langevin equilibration at 700 K, frames every 16 fs. The rollouts start from its
 # first frame *with its momenta*, so for the first few hundred femtoseconds model and
 # reference should agree frame by frame, and afterwards only statistically.
 
@@ -218,9 +218,10 @@ plt.show()
 # %% [markdown]
 # Notes:
 #
-# * The start frame is an NVE snapshot of a 700 K run whose instantaneous temperature
-#   is only ~570 K (kinetic energy fluctuates in a 240-atom slab); the thermostat needs a
-#   few τ = 100 fs to bring it to the target, and a sub-picosecond run is only a few τ
+# * The start frame is an NVE snapshot of a 700 K run: its instantaneous temperature
+#   differs from 700 K by the kinetic-energy fluctuations of a 240-atom slab (±37 K,
+#   one canonical standard deviation, T·√(2/3N)); the thermostat needs a few
+#   τ = 100 fs to pull it to the target, and a sub-picosecond run is only a few τ
 #   long, so expect errors of tens of K in QUICK mode.
 # * With a thermostat, the total energy is *not* conserved (heat flows to the bath),
 #   so the filter only removes the model's spurious energy error of each stride, and

@@ -16,9 +16,13 @@ Frames every 64 fs keep the files small; the 128 fs stride of App H is two frame
 and 3 ps instead of 10 ps to fit a CPU budget).
 
 **Al(110) slab** (App K): a 5 × 6 × 8 fcc(110) slab, 20 Å of vacuum along z (periodic in
-x, y only), ASE's EMT. Runs at 500 and 800 K train, 650 K validates, 700 K tests, each with
-0.5 ps Nosé–Hoover equilibration and 1.5 ps NVE at 1 fs, frames every 16 fs (strides 16
-and 64 fs are 1 and 4 frames).
+x, y only), ASE's EMT, over App K's 400–900 K. Eight runs train (400, 500, 550, 600, 750,
+800, 850, 900 K), 650 K validates, 700 K tests. Each is minimised, equilibrated for 2 ps
+with Langevin dynamics at γ = 10/ps (velocity relaxation time 0.1 ps: the slab starts at
+rest, equipartition halves the drawn kinetic energy, and the friction restores the target
+within ~0.5 ps), then recorded for 2.5 ps of NVE at 1 fs, frames every 16 fs (strides 16
+and 64 fs are 1 and 4 frames). An earlier protocol (0.5 ps Nosé–Hoover) left the 700 K
+test run at ~570 K.
 
 Every run goes through :func:`explorer.reference.md.run_md`, so an interrupted generation
 resumes where it stopped. Files: ``sample_data/flashmd/<system>_<split><k>.h5``.
@@ -26,7 +30,7 @@ resumes where it stopped. Files: ``sample_data/flashmd/<system>_<split><k>.h5``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,6 +85,8 @@ class ReferenceSystem:
     production_ps: float
     every: int
     minimize: bool
+    equilibration_ensemble: str = "nvt"
+    langevin_friction_per_ps: float = 1.0
 
     def filename(self, split: str, index: int) -> str:
         return f"{self.name}_{split}{index}.h5"
@@ -103,12 +109,21 @@ ARGON = ReferenceSystem(
 AL_SLAB = ReferenceSystem(
     name="al110",
     calculator="emt",
-    runs=(("train", 500.0, 0), ("train", 800.0, 1), ("val", 650.0, 2), ("test", 700.0, 3)),
+    runs=(
+        *(
+            ("train", t, k)
+            for k, t in enumerate((400.0, 500.0, 550.0, 600.0, 750.0, 800.0, 850.0, 900.0))
+        ),
+        ("val", 650.0, 8),
+        ("test", 700.0, 9),
+    ),
     timestep_fs=1.0,
-    equilibration_ps=0.5,
-    production_ps=1.5,
+    equilibration_ps=2.0,
+    production_ps=2.5,
     every=16,
     minimize=True,
+    equilibration_ensemble="langevin",
+    langevin_friction_per_ps=10.0,
 )
 SYSTEMS = {s.name: s for s in (ARGON, AL_SLAB)}
 
@@ -176,22 +191,31 @@ def generate(
     *,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
+    runs: Iterable[int] | None = None,
 ) -> list[MDResult]:
-    """Run (or resume) every reference run of a system into ``directory``.
+    """Run (or resume) the reference runs of a system into ``directory``.
 
     Each file is an H5MD trajectory with unwrapped positions (float32, Å) and momenta
-    (amu·Å/ps) every ``every`` steps of NVE production.
+    (float32, amu·Å/ps) every ``every`` steps of NVE production. ``runs`` picks run
+    indices (into ``SYSTEMS[name].runs``) so that separate processes can share the work;
+    default all.
     """
     if name not in SYSTEMS:
         raise UnknownMaterialError(f"unknown FlashMD system {name!r}; known: {', '.join(SYSTEMS)}")
     system = SYSTEMS[name]
     start = argon_liquid() if name == "argon" else al110_slab()
+    wanted = set(range(len(system.runs)) if runs is None else runs)
+    if not wanted <= set(range(len(system.runs))):
+        raise ValueError(f"{name} has runs 0-{len(system.runs) - 1}; asked for {sorted(wanted)}")
     results = []
     for k, (split, temperature, seed) in enumerate(system.runs):
+        if k not in wanted:
+            continue
         config = MDConfig(
             temperature_K=temperature,
             ensemble="nve",
-            equilibration_ensemble="nvt",
+            equilibration_ensemble=system.equilibration_ensemble,
+            langevin_friction_per_ps=system.langevin_friction_per_ps,
             timestep_fs=system.timestep_fs,
             equilibration_ps=system.equilibration_ps,
             production_ps=system.production_ps,
@@ -212,8 +236,12 @@ def generate(
     return results
 
 
-if __name__ == "__main__":  # python -m explorer.flashmd.systems argon al110
-    import sys
+if __name__ == "__main__":  # python -m explorer.flashmd.systems argon al110 [--runs 0 2 4]
+    import argparse
 
-    for system_name in sys.argv[1:] or list(SYSTEMS):
-        generate(system_name, progress=False, log=print)
+    parser = argparse.ArgumentParser(description="generate the FlashMD reference runs")
+    parser.add_argument("systems", nargs="*", default=list(SYSTEMS))
+    parser.add_argument("--runs", type=int, nargs="+", default=None, help="run indices")
+    cli = parser.parse_args()
+    for system_name in cli.systems:
+        generate(system_name, progress=False, log=print, runs=cli.runs)

@@ -80,4 +80,7 @@ def test_train_and_eval_commands(trained, tmp_path, capsys) -> None:
     report = json.loads(capsys.readouterr().out)
     assert report["test"]["rmse_q"] > 0 and report["verlet_same_stride"]["rmse_q"] > 0
     assert set(report["rollouts"]) >= {"nve_filter", "langevin_filter", "bussi_filter",
-                                       "bussi_no_filter", "langevin_no_filter"}  # fmt: skip
+                                       "bussi_no_filter", "langevin_no_filter",
+                                       "reference_langevin"}  # fmt: skip
+    exact = report["rollouts"]["reference_langevin"]
+    assert exact["strides"] == 3 and np.isfinite(exact["temperature_error_K"])

@@ -205,8 +205,12 @@ def test_nve_records_momenta_and_conserves_energy(tmp_path):
     v_fd = (traj.positions[2:].astype(float) - traj.positions[:-2]) / dt
     v = traj.momenta[1:-1] / masses
     assert np.abs(v_fd - v).max() < 0.05 * np.abs(v).max()
-    # Zero net momentum from the start, exactly the target temperature at t = 0.
-    assert np.abs(traj.momenta[0].sum(axis=0)).max() < 1e-10
+    # Zero net momentum from the start (up to the float32 rounding of the stored
+    # momenta), exactly the target temperature at t = 0.
+    with h5py.File(tmp_path / "nve.h5", "r") as f:
+        assert f["particles/all/momentum/value"].dtype == np.float32
+    p0 = traj.momenta[0].astype(np.float64)
+    assert np.abs(p0.sum(axis=0)).max() < 1e-6 * np.abs(p0).sum()
     assert traj.energies["temperature"][0] == pytest.approx(300.0, rel=1e-9)
 
 
