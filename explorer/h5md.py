@@ -82,9 +82,13 @@ class H5MDWriter:
         metadata: Mapping[str, Any] | None = None,
         mode: str = "w",
         masses: np.ndarray | None = None,
+        expected_frames: int | None = None,
     ) -> None:
         if mode not in ("w", "a"):
             raise ValueError(f"mode must be 'w' or 'a', not {mode!r}")
+        # HDF5 allocates whole chunks: sizing them to a known run length (up to ~1 MiB)
+        # keeps a short trajectory from carrying a partly empty last chunk.
+        self._frames_hint = None if expected_frames is None else max(1, int(expected_frames))
         self.path = Path(path)
         self.numbers = np.asarray(numbers, dtype=np.int64).reshape(-1)
         self.cell = np.asarray(cell, dtype=np.float64).reshape(3, 3)
@@ -101,7 +105,9 @@ class H5MDWriter:
             masses = atomic_masses[self.numbers] if masses is None else masses
             _write_skeleton(self._file, self.numbers, np.asarray(masses), self.cell, self.pbc)
             _write_metadata(self._file, dict(metadata or {}))
-            _create_time_series(self._file, BOX_EDGES, (3, 3), np.float64, UNITS["position"])
+            _create_time_series(
+                self._file, BOX_EDGES, (3, 3), np.float64, UNITS["position"], self._frames_hint
+            )
             self.n_frames = 0
         self._file.flush()
 
@@ -210,7 +216,9 @@ class H5MDWriter:
                 raise TrajectoryError(f"{name} must be given from the first frame on")
             # float32 like the positions: 7 significant digits are far below thermal
             # noise and halve the files; the restart state keeps float64 for exact resumes.
-            _create_time_series(self._file, path, (n_atoms, 3), np.float32, UNITS[name])
+            _create_time_series(
+                self._file, path, (n_atoms, 3), np.float32, UNITS[name], self._frames_hint
+            )
         return self._file[path]
 
     def _observable_group(self, key: str) -> h5py.Group:
@@ -219,7 +227,7 @@ class H5MDWriter:
             if self.n_frames > 0:
                 raise TrajectoryError(f"observable {key!r} must be given from the first frame on")
             unit = OBSERVABLE_UNITS.get(key, ENERGY_UNIT)
-            _create_time_series(self._file, path, (), np.float64, unit)
+            _create_time_series(self._file, path, (), np.float64, unit, self._frames_hint)
         return self._file[path]
 
 
@@ -388,11 +396,29 @@ def _write_skeleton(
     )
 
 
+def _chunk_frames(shape: tuple[int, ...], dtype: type, frames_hint: int | None) -> tuple[int, int]:
+    """Frames per chunk of a value dataset and of its step/time datasets.
+
+    Without a hint: 64 frames (at most ~1 MiB). With the run's frame count: the whole run
+    in one chunk when it fits in 1 MiB, so no chunk is left partly empty.
+    """
+    frame_bytes = max(1, np.dtype(dtype).itemsize * int(np.prod(shape, dtype=int)))
+    cap = max(1, (1 << 20) // frame_bytes)
+    if frames_hint is None:
+        return min(64, cap), 1024
+    return min(frames_hint, cap), min(frames_hint, 1024)
+
+
 def _create_time_series(
-    f: h5py.File, path: str, shape: tuple[int, ...], dtype: type, unit: str
+    f: h5py.File,
+    path: str,
+    shape: tuple[int, ...],
+    dtype: type,
+    unit: str,
+    frames_hint: int | None = None,
 ) -> None:
     group = f.create_group(path)
-    chunk_frames = max(1, min(64, (1 << 20) // max(1, 4 * int(np.prod(shape, dtype=int)))))
+    chunk_frames, scalar_chunk = _chunk_frames(shape, dtype, frames_hint)
     value = group.create_dataset(
         "value",
         shape=(0, *shape),
@@ -401,9 +427,11 @@ def _create_time_series(
         chunks=(chunk_frames, *shape),
     )
     value.attrs["unit"] = unit
-    group.create_dataset("step", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(1024,))
+    group.create_dataset(
+        "step", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(scalar_chunk,)
+    )
     time = group.create_dataset(
-        "time", shape=(0,), maxshape=(None,), dtype=np.float64, chunks=(1024,)
+        "time", shape=(0,), maxshape=(None,), dtype=np.float64, chunks=(scalar_chunk,)
     )
     time.attrs["unit"] = TIME_UNIT
 

@@ -135,6 +135,30 @@ def test_streaming_append_and_resume(tmp_path):
     assert back.metadata == {"run": 1, "resumed": True}
 
 
+def test_expected_frames_size_the_chunks_and_a_longer_run_still_appends(tmp_path):
+    """A known run length gives one chunk per series (no partly empty chunk on disk);
+    appending past it (a resumed run made longer) still works."""
+    traj = random_trajectory(np.random.default_rng(6), frames=7)
+    path = tmp_path / "sized.h5"
+    with H5MDWriter(path, traj.numbers, traj.cell, expected_frames=5) as writer:
+        for i in range(7):
+            writer.append(traj.positions[i], traj.times_ps[i], momenta=traj.positions[i],
+                          energies={"e": float(i)})  # fmt: skip
+    with h5py.File(path, "r") as f:
+        n_atoms = len(traj.numbers)
+        assert f["particles/all/position/value"].chunks == (5, n_atoms, 3)
+        assert f["particles/all/momentum/value"].dtype == np.float32
+        assert f["particles/all/position/time"].chunks == (5,)
+        assert f["observables/e/value"].chunks == (5,)
+    back = read_h5md(path)
+    np.testing.assert_array_equal(back.positions, traj.positions)
+    np.testing.assert_allclose(back.momenta, traj.positions, rtol=1e-6)
+    with H5MDWriter(tmp_path / "default.h5", traj.numbers, traj.cell) as writer:
+        writer.append(traj.positions[0], 0.0)
+    with h5py.File(tmp_path / "default.h5", "r") as f:
+        assert f["particles/all/position/value"].chunks[0] == 64
+
+
 def test_resume_drops_a_partially_written_frame(tmp_path):
     traj = random_trajectory(np.random.default_rng(6), frames=4)
     path = write_h5md(traj[:3], tmp_path / "t.h5")

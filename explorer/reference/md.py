@@ -246,6 +246,7 @@ class _Run:
             metadata=metadata,
             mode=mode,
             masses=self.atoms.get_masses(),
+            expected_frames=self.config.n_frames,
         )
 
     # -- running ----------------------------------------------------------
