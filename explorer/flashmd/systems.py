@@ -22,7 +22,11 @@ with Langevin dynamics at γ = 10/ps (velocity relaxation time 0.1 ps: the slab 
 rest, equipartition halves the drawn kinetic energy, and the friction restores the target
 within ~0.5 ps), then recorded for 2.5 ps of NVE at 1 fs, frames every 16 fs (strides 16
 and 64 fs are 1 and 4 frames). An earlier protocol (0.5 ps Nosé–Hoover) left the 700 K
-test run at ~570 K.
+test run at ~570 K; now the first 0.3 ps of every run is within 3 canonical standard
+deviations of its target. The surface keeps disordering during NVE (potential energy up
+to +4 eV over 2.5 ps), so some runs cool: the 700 K test run averages 627 K and the
+800 K run 691 K. NVE data is valid training data at any temperature; the evaluation's
+NVT reference is a Langevin run (:func:`explorer.flashmd.evaluate.reference_langevin_run`).
 
 Every run goes through :func:`explorer.reference.md.run_md`, so an interrupted generation
 resumes where it stopped. Files: ``sample_data/flashmd/<system>_<split><k>.h5``.
