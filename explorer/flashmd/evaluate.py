@@ -76,6 +76,10 @@ def layer_msd(traj: Trajectory, time_ps: float, n_layers: int) -> list[float]:
 #: strides of a short NVT run mixed that warm-up into the model's error.
 WARMUP_TIME_CONSTANTS = 5.0
 
+#: Thermostat time constant of every NVT run of the evaluation (fs): the rollouts' and the
+#: reference Langevin run's, so that both relax alike.
+EVAL_TIME_CONSTANT_FS = 100.0
+
 
 def warmup_frames(traj: Trajectory, time_constant_fs: float) -> int:
     """Index of the first frame at least ``WARMUP_TIME_CONSTANTS × time_constant_fs`` (fs)
@@ -304,7 +308,7 @@ def evaluate_checkpoint(
         nvt_knobs = {
             "thermostat": "langevin",
             "temperature_K": temperature,
-            "time_constant_fs": 100.0,
+            "time_constant_fs": EVAL_TIME_CONSTANT_FS,
         }
         exact = reference_langevin_run(
             start,
@@ -331,7 +335,11 @@ def evaluate_checkpoint(
             ("bussi_filter", {"thermostat": "bussi", "energy_conservation": True}),
             ("bussi_no_filter", {"thermostat": "bussi", "energy_conservation": False}),
         ):
-            knobs = {**knobs, "temperature_K": temperature, "time_constant_fs": 100.0}
+            knobs = {
+                **knobs,
+                "temperature_K": temperature,
+                "time_constant_fs": EVAL_TIME_CONSTANT_FS,
+            }
             ref = layer_reference if label == "langevin_filter" else None
             rollouts[label] = rollout_report(simulator, start, rollout_steps, knobs, ref)
         if "layer_msd_A2" in rollouts["langevin_filter"]:
