@@ -250,6 +250,12 @@ def add_flashmd_eval(families: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, help="bundled name or a .json card")
     p.add_argument("--test", nargs="+", help="test H5MD files (default: the system's test set)")
     p.add_argument("--rollout-steps", type=int, default=100, help="strides per rollout check")
+    p.add_argument(
+        "--rollout-seeds",
+        type=int,
+        default=1,
+        help="repeat the thermostatted rollouts with seeds 0 … N-1 (stability over seeds)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.add_argument("--save", action="store_true", help="store the report in the model card")
@@ -266,7 +272,11 @@ def _run_flashmd_eval(args: argparse.Namespace) -> int:
     if not tests:
         raise ExplorerError("give --test H5MD files (the card names no bundled system)")
     report = evaluate_checkpoint(
-        args.checkpoint, tests, rollout_steps=args.rollout_steps, device=args.device
+        args.checkpoint,
+        tests,
+        rollout_steps=args.rollout_steps,
+        rollout_seeds=args.rollout_seeds,
+        device=args.device,
     )
     if args.save:
         record_in_card(args.checkpoint, report)

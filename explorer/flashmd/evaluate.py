@@ -15,6 +15,12 @@
   calculator at its own 1 fs step with the same thermostat, target, start and length. Its
   temperature error is the statistical floor of the rollouts' (exact dynamics is not
   exactly on target in a run this short), and it is the slab's per-layer MSD reference.
+* **Seeds** (``rollout_seeds`` > 1): the stochastic runs (thermostats, and the reference
+  Langevin run) are repeated with seeds 0 … n − 1. Each entry keeps seed 0's full report
+  and adds ``over_seeds`` (:func:`seed_summary`): how many runs completed, where the others
+  stopped, and the temperature errors per seed and averaged over the completed runs. A
+  blow-up is a rare event along a trajectory, so one seed says little about stability.
+  NVE without random rotation is deterministic and runs once.
 
 Units: Å, fs, K, eV.
 """
@@ -48,6 +54,7 @@ __all__ = [
     "record_in_card",
     "reference_langevin_run",
     "rollout_report",
+    "seed_summary",
     "species_temperatures",
     "temperature_summary",
     "verlet_baseline",
@@ -275,15 +282,42 @@ def rollout_report(
     return report
 
 
+def seed_summary(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Stability and temperature errors (K) of one setting's rollouts over seeds.
+
+    ``reports`` are :func:`rollout_report` results (or the reference run's summary), seed
+    0 first. Returns the number of seeds and of completed runs, the strides each run
+    reached, the seeds' temperature errors (overall and after the warm-up, where
+    reported; NaN where a run has none) and their means over the completed runs.
+    """
+    done = [r for r in reports if r.get("status") == "done"]
+    summary: dict[str, Any] = {
+        "seeds": len(reports),
+        "completed": len(done),
+        "strides_per_seed": [int(r.get("strides", 0)) for r in reports],
+    }
+    for key in ("temperature_error_K", "temperature_error_steady_K"):
+        if any(key in r for r in reports):
+            summary[f"{key}_per_seed"] = [float(r.get(key, math.nan)) for r in reports]
+            values = [r[key] for r in done if key in r]
+            if values:
+                summary[f"{key}_mean_completed"] = float(np.mean(values))
+    return summary
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     test_files: Sequence[str | Path],
     *,
     rollout_steps: int = 100,
+    rollout_seeds: int = 1,
     energy_structures: int = 16,
     device: str = "cpu",
 ) -> dict[str, Any]:
-    """The full report (module docstring) as a JSON-ready dict."""
+    """The full report (module docstring) as a JSON-ready dict; ``rollout_seeds``
+    repeats every stochastic rollout with seeds 0 … n − 1."""
+    if rollout_seeds < 1:
+        raise ExplorerError(f"rollout_seeds must be >= 1, got {rollout_seeds}")
     simulator = FlashMDSimulator.from_checkpoint(checkpoint, device=device)
     if simulator.energy_model_name is None:
         raise ExplorerError(f"{simulator.name}: the card names no energy model")
@@ -310,20 +344,25 @@ def evaluate_checkpoint(
             "temperature_K": temperature,
             "time_constant_fs": EVAL_TIME_CONSTANT_FS,
         }
-        exact = reference_langevin_run(
-            start,
-            energy.calculator,
-            temperature,
-            nvt_knobs["time_constant_fs"],
-            rollout_steps,
-            stride,
-            float(reference.metadata.get("timestep_fs") or 1.0),
-        )
-        rollouts["reference_langevin"] = {
-            "status": "done",
-            "strides": rollout_steps,
-            **temperature_summary(exact, nvt_knobs),
-        }
+        exact_runs = [
+            reference_langevin_run(
+                start,
+                energy.calculator,
+                temperature,
+                nvt_knobs["time_constant_fs"],
+                rollout_steps,
+                stride,
+                float(reference.metadata.get("timestep_fs") or 1.0),
+                seed=seed,
+            )
+            for seed in range(rollout_seeds)
+        ]
+        exact = exact_runs[0]
+        exact_reports = [
+            {"status": "done", "strides": rollout_steps, **temperature_summary(run, nvt_knobs)}
+            for run in exact_runs
+        ]
+        rollouts["reference_langevin"] = _with_seeds(exact_reports)
         # A slab's per-layer MSD compares with the thermostatted reference; a periodic
         # cell's RDF with the (equilibrated, NVE) test run.
         layer_reference = reference if all(reference.pbc) else exact
@@ -341,11 +380,26 @@ def evaluate_checkpoint(
                 "time_constant_fs": EVAL_TIME_CONSTANT_FS,
             }
             ref = layer_reference if label == "langevin_filter" else None
-            rollouts[label] = rollout_report(simulator, start, rollout_steps, knobs, ref)
+            stochastic = knobs["thermostat"] != "none" or knobs.get("random_rotation", False)
+            # Only seed 0 is compared with the layer-MSD / RDF reference.
+            reports = [
+                rollout_report(
+                    simulator, start, rollout_steps, {**knobs, "seed": seed}, None if seed else ref
+                )
+                for seed in range(rollout_seeds if stochastic else 1)
+            ]
+            rollouts[label] = _with_seeds(reports)
         if "layer_msd_A2" in rollouts["langevin_filter"]:
             rollouts["langevin_filter"]["layer_msd_reference"] = "reference_langevin"
     report["rollouts"] = rollouts
     return report
+
+
+def _with_seeds(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Seed 0's report, with :func:`seed_summary` as ``over_seeds`` when there are more."""
+    if len(reports) == 1:
+        return reports[0]
+    return {**reports[0], "over_seeds": seed_summary(reports)}
 
 
 def record_in_card(checkpoint: str | Path, report: dict[str, Any]) -> Path:

@@ -13,8 +13,13 @@ One protocol step is one FlashMD stride, done by an integrator of
 * ``seed``: seeds momenta, thermostat noise and rotations.
 
 After each stride the state is checked: non-finite values, two atoms closer than
-``min_distance_A``, or a temperature above ``max_temperature_factor`` × the target (NVE:
-× the initial temperature) raise :class:`~explorer.errors.SimulationDiverged`; the
+``min_distance_A``, a temperature above ``max_temperature_factor`` × the reference, or
+one atom whose kinetic energy exceeds ``max_atom_kinetic_kT`` × k_B × the reference (a
+model pumping energy into a single atom, which the energy filter's global momentum
+rescaling hides from the temperature for a few strides) raise
+:class:`~explorer.errors.SimulationDiverged`. The reference temperature is the larger of
+the thermostat target and the initial temperature (NVE: the initial one), so cooling a
+hot structure with a thermostat is not read as a blow-up. The
 Rollout keeps the frames produced before it. The integrator mutates the ASE Atoms of the
 state in place (ASE's design), so ``step`` returns the same state object.
 """
@@ -71,7 +76,9 @@ class FlashMDSimulator:
         recommended_knobs: knob defaults measured to work for this checkpoint (the card's
             ``recommended_knobs``, e.g. ``{"energy_conservation": false}``); front ends use
             them when the user sets nothing.
-        min_distance_A, max_temperature_factor: divergence criteria.
+        min_distance_A, max_temperature_factor, max_atom_kinetic_kT: divergence criteria
+            (module docstring). In equilibrium one atom's kinetic energy exceeds 50 k_B T
+            with probability ~1e-21 per atom and frame, so the default flags only runaways.
     """
 
     def __init__(
@@ -82,6 +89,7 @@ class FlashMDSimulator:
         recommended_knobs: dict[str, Any] | None = None,
         min_distance_A: float = 0.5,
         max_temperature_factor: float = 5.0,
+        max_atom_kinetic_kT: float = 50.0,
     ) -> None:
         self.model = model.eval()
         self.recommended_knobs = dict(recommended_knobs or {})
@@ -89,6 +97,7 @@ class FlashMDSimulator:
         self.name = name
         self.min_distance_A = float(min_distance_A)
         self.max_temperature_factor = float(max_temperature_factor)
+        self.max_atom_kinetic_kT = float(max_atom_kinetic_kT)
 
     @property
     def stride_fs(self) -> float:
@@ -163,6 +172,8 @@ class FlashMDSimulator:
             dynamics = FlashMDVerlet(atoms, self.model, timestep, **common)
             reference = float(atoms.get_temperature()) or temperature_K
         else:
+            # A thermostat cooling a hotter start must not read as a blow-up.
+            reference = max(temperature_K, float(atoms.get_temperature()))
             cls = FlashMDLangevin if thermostat == "langevin" else FlashMDBussi
             dynamics = cls(
                 atoms,
@@ -172,7 +183,6 @@ class FlashMDSimulator:
                 time_constant_fs=time_constant_fs,
                 **common,
             )
-            reference = temperature_K
         if energy is not None:
             dynamics.potential_energy = energy.potential_of(atoms)
         return FlashMDState(atoms, dynamics, reference)
@@ -219,6 +229,16 @@ class FlashMDSimulator:
             return (
                 f"kinetic-energy blow-up: T = {temperature:.0f} K > "
                 f"{self.max_temperature_factor:g} × {reference_K:.0f} K"
+            )
+        atom_kinetic = 0.5 * np.sum(momenta**2, axis=1) / atoms.get_masses()
+        hottest = int(np.argmax(atom_kinetic))
+        kT = units.kB * reference_K
+        if atom_kinetic[hottest] > self.max_atom_kinetic_kT * kT:
+            return (
+                f"atom {hottest} ({atoms.get_chemical_symbols()[hottest]}) carries "
+                f"{atom_kinetic[hottest]:.2f} eV of kinetic energy = "
+                f"{atom_kinetic[hottest] / kT:.0f} k_B T at {reference_K:.0f} K (bound "
+                f"{self.max_atom_kinetic_kT:g} k_B T): the model is pumping energy into one atom"
             )
         close = radius_graph(
             torch.as_tensor(positions),

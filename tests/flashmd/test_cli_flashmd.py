@@ -84,3 +84,20 @@ def test_train_and_eval_commands(trained, tmp_path, capsys) -> None:
                                        "reference_langevin"}  # fmt: skip
     exact = report["rollouts"]["reference_langevin"]
     assert exact["strides"] == 3 and np.isfinite(exact["temperature_error_K"])
+    assert "over_seeds" not in exact  # one seed by default
+
+    args = _parser().parse_args(
+        ["eval", "flashmd", "--checkpoint", str(tmp_path / "flashmd_cli.json"),
+         "--test", str(files["val"]), "--rollout-steps", "3", "--rollout-seeds", "2", "--json"]
+    )  # fmt: skip
+    assert args.handler(args) == 0
+    rollouts = json.loads(capsys.readouterr().out)["rollouts"]
+    # A 4-step model blows up at once; every thermostatted setting still runs both seeds.
+    for label in ("langevin_filter", "langevin_no_filter", "bussi_filter", "bussi_no_filter"):
+        assert len(rollouts[label]["over_seeds"]["strides_per_seed"]) == 2
+    exact = rollouts["reference_langevin"]
+    first, second = exact["over_seeds"]["temperature_error_K_per_seed"]
+    # Seed 0's report is the entry itself; the thermostat noise differs per seed.
+    assert first == exact["temperature_error_K"] and first != second
+    assert exact["over_seeds"]["completed"] == 2
+    assert "over_seeds" not in rollouts["nve_filter"]  # deterministic: run once

@@ -17,6 +17,7 @@ from explorer.flashmd.evaluate import (
     frame_temperatures,
     layer_msd,
     reference_langevin_run,
+    seed_summary,
     species_temperatures,
     temperature_summary,
     verlet_baseline,
@@ -177,3 +178,21 @@ def test_temperature_summary_without_thermostat_has_no_error() -> None:
 def test_reference_langevin_rejects_a_stride_off_the_time_step() -> None:
     with pytest.raises(ExplorerError, match="multiple"):
         reference_langevin_run(small_argon(), argon_calculator(), 94.4, 100.0, 2, 2.5)
+
+
+def test_seed_summary_counts_failures_and_averages_the_completed_runs() -> None:
+    reports = [
+        {"status": "done", "strides": 100, "temperature_error_K": 2.0,
+         "temperature_error_steady_K": 1.0},
+        {"status": "failed", "strides": 49, "temperature_error_K": 50.0},
+        {"status": "done", "strides": 100, "temperature_error_K": -4.0,
+         "temperature_error_steady_K": -3.0},
+    ]  # fmt: skip
+    summary = seed_summary(reports)
+    assert summary["seeds"] == 3 and summary["completed"] == 2
+    assert summary["strides_per_seed"] == [100, 49, 100]
+    assert summary["temperature_error_K_mean_completed"] == pytest.approx(-1.0)
+    assert summary["temperature_error_steady_K_mean_completed"] == pytest.approx(-1.0)
+    steady = summary["temperature_error_steady_K_per_seed"]
+    assert steady[0] == 1.0 and np.isnan(steady[1]) and steady[2] == -3.0
+    assert "temperature_error_K_per_seed" not in seed_summary([{"status": "done"}])
