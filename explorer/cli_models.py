@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from explorer.errors import ExplorerError
 
@@ -220,6 +221,12 @@ def _add_liflow_train(families: argparse._SubParsersAction) -> None:
         help="the Corrector's maximum training noise σ_max in Å (noise σ ~ U(0, σ_max]; "
         "default 0.1 with --data, 0.5 with --bundle)",
     )
+    p.add_argument(
+        "--fine-corrector-noise",
+        type=float,
+        help="--bundle: σ_max in Å of the fine Corrector run after the Corrector (default "
+        "0.2; 0 = none)",
+    )
     p.add_argument("--eval-every", type=int)
     p.add_argument("--patience", type=int)
     p.add_argument("--batch-size", type=int, default=16)
@@ -248,6 +255,12 @@ def _add_liflow_train(families: argparse._SubParsersAction) -> None:
         help="--bundle NAME: start from this bundled checkpoint's Propagator (copied into "
         "the work dir; reused if the settings match its training, e.g. to retrain only "
         "the Corrector with another --corrector-noise)",
+    )
+    p.add_argument(
+        "--reuse-modules",
+        metavar="CHECKPOINT",
+        help="--bundle NAME: as --reuse-propagator, with the Corrector too (e.g. to add a "
+        "fine Corrector to a bundled checkpoint without retraining the others)",
     )
     p.add_argument(
         "--max-minutes",
@@ -301,7 +314,13 @@ def _run_liflow_train(args: argparse.Namespace) -> int:
 
 def _run_liflow_bundle(args: argparse.Namespace) -> int:
     from explorer.checkpoints import CHECKPOINT_DIR
-    from explorer.liflow.bundle import WORK_DIR, BundleSettings, build_bundles, reuse_propagator
+    from explorer.liflow.bundle import (
+        WORK_DIR,
+        BundleSettings,
+        build_bundles,
+        reuse_modules,
+        reuse_propagator,
+    )
 
     defaults = BundleSettings()
     settings = BundleSettings(
@@ -310,6 +329,7 @@ def _run_liflow_bundle(args: argparse.Namespace) -> int:
         propagator_steps=args.max_steps or defaults.propagator_steps,
         corrector_steps=args.corrector_steps or defaults.corrector_steps,
         corrector_noise_A=args.corrector_noise or defaults.corrector_noise_A,
+        fine_corrector_noise_A=_fine_noise(args.fine_corrector_noise, defaults),
         eval_every=args.eval_every or defaults.eval_every,
         patience=args.patience or defaults.patience,
         batch_size=args.batch_size,
@@ -322,10 +342,16 @@ def _run_liflow_bundle(args: argparse.Namespace) -> int:
     names = None if args.bundle == ["all"] else args.bundle
     out_dir = Path(args.out_dir) if args.out_dir else CHECKPOINT_DIR
     work_dir = Path(args.work_dir) if args.work_dir else WORK_DIR
-    if args.reuse_propagator:
+    if args.reuse_propagator and args.reuse_modules:
+        raise ExplorerError("give --reuse-propagator or --reuse-modules, not both")
+    if args.reuse_propagator or args.reuse_modules:
+        flag = "--reuse-propagator" if args.reuse_propagator else "--reuse-modules"
         if names is None or len(names) != 1:
-            raise ExplorerError("--reuse-propagator needs exactly one --bundle NAME")
-        reuse_propagator(args.reuse_propagator, names[0], work_dir)
+            raise ExplorerError(f"{flag} needs exactly one --bundle NAME")
+        if args.reuse_propagator:
+            reuse_propagator(args.reuse_propagator, names[0], work_dir)
+        else:
+            reuse_modules(args.reuse_modules, names[0], work_dir)
     paths = build_bundles(
         names,
         settings,
@@ -337,6 +363,15 @@ def _run_liflow_bundle(args: argparse.Namespace) -> int:
     for path in paths:
         print(f"{path}: {'modules trained' if args.modules_only else 'built'}")
     return 0
+
+
+def _fine_noise(value: float | None, defaults: Any) -> float | None:
+    """--fine-corrector-noise: unset → the default, 0 → no fine Corrector, < 0 refused."""
+    if value is None:
+        return defaults.fine_corrector_noise_A
+    if value < 0:
+        raise ExplorerError(f"--fine-corrector-noise must be >= 0 Å, got {value}")
+    return value or None
 
 
 def _data_summary(paths: list[str]) -> dict[str, list]:

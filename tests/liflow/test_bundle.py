@@ -18,6 +18,7 @@ from explorer.liflow.bundle import (
     build_bundle,
     bundle_plans,
     prior_choices_from_references,
+    reuse_modules,
     reuse_propagator,
     split_files,
 )
@@ -118,11 +119,14 @@ def test_bundle_card_records_training_data_selector_and_metrics(built, reference
         "toyA_600K.h5", "toyA_1000K.h5", "toyB_800K.h5",
     }  # fmt: skip
     assert all(len(f["sha256"]) == 64 for f in card["training_files"])
-    assert set(card["training"]) == {"propagator", "corrector"}
+    assert set(card["training"]) == {"propagator", "corrector", "corrector_fine"}
     assert card["training"]["propagator"]["train_config"]["max_steps"] == 4
     corrector = card["training"]["corrector"]["train_config"]
     assert corrector["noise_max_A"] == TINY.corrector_noise_A == 0.5
     assert card["prior"]["corrector_max_noise"] == 0.5  # the Corrector's, not the default
+    fine = card["training"]["corrector_fine"]["train_config"]
+    assert fine["kind"] == "corrector" and fine["max_steps"] == TINY.corrector_steps
+    assert fine["noise_max_A"] == card["corrector_fine_max_noise"] == 0.2
     assert card["models"]["propagator"]["num_features"] == 8
     assert ["toyB_800K", False, False] in card["prior_choices_training"]
     assert 0.0 <= card["selector"]["train_accuracy"]["li"] <= 1.0
@@ -146,15 +150,17 @@ def test_bundle_card_records_training_data_selector_and_metrics(built, reference
 def test_bundle_loads_as_simulator_with_its_prior_classifier(built, references):
     _, card_path, _, _ = built
     ckpt = load_checkpoint(card_path)
-    assert set(ckpt.state_dicts) == {"propagator", "corrector", "selector"}
+    assert set(ckpt.state_dicts) == {"propagator", "corrector", "corrector_fine", "selector"}
     sim = LiFlowSimulator.from_checkpoint(card_path, device="cpu")
     assert sim.selector is not None and sim.corrector is not None
+    assert sim.fine_corrector is not None
     from explorer.h5md import read_h5md
 
     atoms = read_h5md(references / "toyA_600K.h5", slice(0, 1)).to_atoms(0)
     state = sim.prepare(atoms, 700.0, seed=1)
     assert state.prior_choices == tuple(sim.prior_choices([atoms], [700.0]))
     assert set(state.prior_choices[0]) == {"li", "frame"}
+    sim.min_distance_A = 0.1  # 4-step toy modules may clash; loading is what is tested
     state = sim.step(state)
     assert np.isfinite(state.positions.numpy()).all()
 
@@ -184,6 +190,7 @@ def test_modules_only_trains_into_the_work_dir_and_a_full_build_reuses_them(refe
     )  # fmt: skip
     assert path == work / "liflow_toy.propagator.json" and path.exists()
     assert (work / "liflow_toy.corrector.json").exists()
+    assert (work / "liflow_toy.corrector_fine.json").exists()
     assert not out.exists()  # neither combined nor evaluated
     logs: list[str] = []
     card_path = build_bundle(
@@ -283,3 +290,35 @@ def test_reuse_propagator_retrains_only_the_corrector(built, references, tmp_pat
     assert new.card["training"]["corrector"]["train_config"]["noise_max_A"] == 0.2
     with pytest.raises(BundleError, match="not a bundled LiFlow checkpoint"):
         reuse_propagator(module, plan.name, tmp_path / "again")  # a module, not a bundle
+
+
+def test_reuse_modules_adds_a_fine_corrector_to_a_bundle_without_one(references, tmp_path):
+    plan = BundlePlan("liflow_toy", ("toyA",))
+    plain = dataclasses.replace(TINY, fine_corrector_noise_A=None)
+    first = build_bundle(
+        plan, plain, reference_dir=references, out_dir=tmp_path / "v1", work_dir=tmp_path / "w1",
+        runs=RUNS, command="pytest", progress=False, log=lambda _: None,
+    )  # fmt: skip
+    old = load_checkpoint(first)
+    assert set(old.state_dicts) == {"propagator", "corrector", "selector"}
+    assert "corrector_fine_max_noise" not in old.card
+    with pytest.raises(BundleError, match="no corrector_fine module"):
+        reuse_modules(first, plan.name, tmp_path / "w2", ("propagator", "corrector_fine"))
+
+    work = tmp_path / "w2"
+    paths = reuse_modules(first, plan.name, work)
+    assert paths == [work / f"{plan.name}.propagator.json", work / f"{plan.name}.corrector.json"]
+    logs: list[str] = []
+    second = build_bundle(
+        plan, TINY, reference_dir=references, out_dir=tmp_path / "v2", work_dir=work,
+        runs=RUNS, command="pytest", progress=False, log=logs.append,
+    )  # fmt: skip
+    assert any("propagator: already trained" in line for line in logs)
+    assert any("corrector: already trained" in line for line in logs)
+    assert any("corrector_fine: training" in line for line in logs)
+    new = load_checkpoint(second)
+    for kind in ("propagator", "corrector"):
+        for key, value in old.state_dicts[kind].items():
+            assert torch.equal(new.state_dicts[kind][key], value)
+        assert new.card["training"][kind] == old.card["training"][kind]
+    assert new.card["corrector_fine_max_noise"] == 0.2 and "corrector_fine" in new.state_dicts

@@ -125,3 +125,25 @@ def test_reuse_propagator_copies_into_the_work_dir_of_one_bundle(monkeypatch, tm
     for bundles in (["liflow_LGPS", "liflow_multi"], ["all"]):
         assert main([*args, "--bundle", *bundles]) != 0
     assert len(calls) == 1
+
+
+def test_fine_corrector_noise_and_reuse_modules_reach_the_bundle(monkeypatch, tmp_path):
+    import explorer.liflow.bundle as bundle
+
+    seen, calls = {}, []
+    monkeypatch.setattr(bundle, "build_bundles", lambda names, settings, **kw: seen.update(
+        settings=settings) or [])  # fmt: skip
+    monkeypatch.setattr(bundle, "reuse_modules", lambda *a: calls.append(a))
+    base = ["train", "liflow", "--bundle", "liflow_LGPS"]
+    assert main(base) == 0 and seen["settings"].fine_corrector_noise_A == 0.2
+    assert main([*base, "--fine-corrector-noise", "0.15"]) == 0
+    assert seen["settings"].fine_corrector_noise_A == 0.15
+    assert main([*base, "--fine-corrector-noise", "0"]) == 0  # 0: no fine Corrector
+    assert seen["settings"].fine_corrector_noise_A is None
+    assert main([*base, "--fine-corrector-noise", "-0.1"]) != 0
+    reuse = ["--reuse-modules", "liflow_LGPS", "--work-dir", str(tmp_path)]
+    assert main([*base, *reuse]) == 0
+    assert calls == [("liflow_LGPS", "liflow_LGPS", tmp_path)]
+    assert main(["train", "liflow", "--bundle", "all", *reuse]) != 0
+    assert main([*base, *reuse, "--reuse-propagator", "liflow_LGPS"]) != 0
+    assert len(calls) == 1

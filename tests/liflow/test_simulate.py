@@ -404,3 +404,69 @@ def test_prior_choices_override_the_classifier_and_correct_skips_it(monkeypatch)
 
     monkeypatch.setattr(sim, "prior_choices", no_classifier)
     assert sim.correct(atoms, 800.0).positions.shape == (8, 3)
+
+
+def _push(atom: int, axis: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """A field moving one atom along one axis at 1 Å per unit flow time, nothing else."""
+
+    def field(x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        v = torch.zeros_like(d)
+        v[atom, axis] = 1.0
+        return v
+
+    return field
+
+
+def test_the_fine_corrector_runs_after_the_corrector_on_its_output() -> None:
+    atoms = structure()
+    seen: list[torch.Tensor] = []
+
+    def fine_field(x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        seen.append(x.clone())
+        return _push(1, 1)(x, d)
+
+    coarse, fine = Spy(_push(0, 0)), Spy(fine_field)
+    sim = LiFlowSimulator(Spy(zero), coarse, PRIOR, fine_corrector=fine)
+    delta = {}
+    for s in (0.0, 0.5, 1.0):
+        fine.times.clear()
+        state = sim.prepare(atoms, temperature_K=800.0, corrector_strength=s, seed=2)
+        delta[s] = sim.propose(state)
+        assert len(fine.times) == (0 if s == 0.0 else 10)  # off at strength 0
+    # The fine Corrector sees the structure the Corrector left: atom 0 moved by ~1 Å in
+    # x (s = 1), the rest only by the Propagator's prior draw (σ ≈ 0.1 Å).
+    moved = (seen[-1] - torch.as_tensor(atoms.positions)).abs()
+    assert float(moved[0, 0]) == pytest.approx(1.0, abs=0.3) and float(moved[1:].max()) < 0.5
+    # Both corrections, each scaled by s: atom 0 along x and atom 1 along y.
+    share = atoms.get_masses() / atoms.get_masses().sum()  # of a push, the CoM removal takes
+    for s in (0.5, 1.0):
+        step = delta[s] - delta[0.0]
+        assert float(step[0, 0]) == pytest.approx(s * (1 - share[0]), abs=0.1)
+        assert float(step[1, 1]) == pytest.approx(s * (1 - share[1]), abs=0.1)
+    # correct(): one full pass of both.
+    corrected = sim.correct(atoms, 800.0, seed=4).positions - atoms.positions
+    assert corrected[0, 0] > 0.9 and corrected[1, 1] > 0.9
+    with pytest.raises(MDConfigError, match="fine Corrector runs after the Corrector"):
+        LiFlowSimulator(tiny_model(0), None, PRIOR, fine_corrector=tiny_model(1))
+
+
+def test_a_checkpoint_with_a_fine_corrector_loads_and_runs_it(tmp_path) -> None:
+    modules = {
+        k: tiny_model(i).float()
+        for i, k in enumerate(("propagator", "corrector", "corrector_fine"))
+    }
+    card = {
+        "family": "liflow",
+        "model": dataclasses.asdict(TINY),
+        "prior": dataclasses.asdict(PRIOR),
+    }
+    sim = LiFlowSimulator.from_checkpoint(save_checkpoint("tiny", modules, card, tmp_path))
+    assert sim.fine_corrector is not None
+    for key, value in modules["corrector_fine"].state_dict().items():
+        assert torch.equal(sim.fine_corrector.state_dict()[key], value)
+    without = LiFlowSimulator(modules["propagator"], modules["corrector"], PRIOR)
+    a = sim.step(sim.prepare(structure(), 800.0, seed=1, flow_steps=2))
+    b = without.step(without.prepare(structure(), 800.0, seed=1, flow_steps=2))
+    assert not torch.equal(a.positions, b.positions)  # the fine pass changed the step
+    with pytest.raises(UnknownElementError):
+        sim.prepare(structure(symbols="Li4O2Se2"), 800.0)
