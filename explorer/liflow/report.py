@@ -24,11 +24,24 @@ TARGETS: tuple[tuple[str, str, str, Any], ...] = (
     ("mae_log10_msd_frame", "log10 MSD_frame MAE", "—", None),
     ("rdf_mae", "RDF MAE", "≤ 0.08", lambda v: v <= 0.08),
     ("rdf_mae_floor", "RDF MAE of the reference at the rollout's frame times", "—", None),
-    ("corrector_rdf_bias", "RDF MAE one Corrector pass adds to 200 reference MD frames", "—", None),
+    (
+        "corrector_rdf_bias",
+        "RDF MAE one correction (Corrector, then fine Corrector where bundled) adds to 200 "
+        "reference MD frames",
+        "—",
+        None,
+    ),
     ("overlap", "RDF overlap", "—", None),
     ("overlap_sampled", "RDF overlap, pairs with ≥ 5 distances per bin", "—", None),
     ("stable_fraction", "stable rollouts", "100 %", lambda v: v >= 1.0),
 )
+
+#: Flow modules of a bundle, in the order they run, as the report names them.
+MODULE_LABELS = {
+    "propagator": "propagator",
+    "corrector": "corrector",
+    "corrector_fine": "fine corrector",
+}
 
 
 def _fmt(value: Any, spec: str = ".3f") -> str:
@@ -138,8 +151,9 @@ def _checkpoint_section(card: Mapping[str, Any]) -> list[str]:
         "",
         "Training: "
         + "; ".join(
-            f"{k} {steps.get(k, '?')} steps in {_fmt(walls.get(k), '.0f')} s" + _where(training[k])
-            for k in ("propagator", "corrector")
+            f"{MODULE_LABELS[k]} {steps.get(k, '?')} steps in {_fmt(walls.get(k), '.0f')} s"
+            + _where(training[k])
+            for k in MODULE_LABELS
             if k in training
         )
         + f"; best Propagator validation loss {_fmt(card.get('best_val_loss'), '.4g')} Å².",

@@ -246,7 +246,10 @@ def test_report_says_where_and_how_long_modules_trained(built):
     from explorer.liflow.report import liflow_report
 
     card = copy.deepcopy(read_card(built[1]))
-    assert "(on cuda" not in liflow_report([card])
+    text = liflow_report([card])
+    assert "(on cuda" not in text
+    steps = card["training"]["corrector_fine"]["steps"]
+    assert f"; fine corrector {steps} steps in" in text
     record = card["training"]["propagator"]
     record["train_config"].update(device="cuda", max_wall_s=300.0)
     record["stopped_at_time_limit"] = True
