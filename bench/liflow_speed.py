@@ -9,8 +9,9 @@ Usage::
 Prints, for one cell (LGPS 2×2×1 = 200 atoms by default):
 
 * seconds per LiFlow step (one step = ``time_step_ps``, 1 ps) for Propagator + Corrector
-  and for the Propagator alone (Corrector strength 0, so it is not run), and the seconds
-  per simulated ns (= s/step × steps per ns);
+  (+ the fine Corrector where the checkpoint has one), for a checkpoint with a fine
+  Corrector also without it, and for the Propagator alone (Corrector strength 0, so
+  neither Corrector runs), and the seconds per simulated ns (= s/step × steps per ns);
 * the same simulated time with reference MD (CHGNet NVT, 2 fs): a short run of
   ``--md-steps`` timed steps after 2 untimed ones (``bench/reference_md.py``), extrapolated
   linearly to 1 ps (500 steps) and 1 ns (500 000 steps);
@@ -260,6 +261,15 @@ def main() -> None:
     p_step, p_retries, _, _ = time_liflow(
         sim, atoms, args.temperature, 0.0, args.steps, args.flow_steps, device
     )
+    fine = sim.fine_corrector
+    if fine is not None:  # the same rollout without the fine Corrector's flow
+        sim.fine_corrector = None
+        try:
+            nf_step, nf_retries, _, _ = time_liflow(
+                sim, atoms, args.temperature, 1.0, args.steps, args.flow_steps, device
+            )
+        finally:
+            sim.fine_corrector = fine
     mode = "torch.compile" if args.compile else "eager"
     print(f"  {mode}; first (warm-up) step {pc_warmup:.1f} s, not timed")
     pc_ns, p_ns = pc_step * steps_per_ns, p_step * steps_per_ns
@@ -267,6 +277,11 @@ def main() -> None:
         f"  Propagator+Corrector: {pc_step:.4f} s/step, {pc_ns:.4g} s per simulated ns "
         f"({pc_ns / 3600:.3g} h; re-samples in timed steps: {pc_retries})"
     )
+    if fine is not None:
+        print(
+            f"    (with the fine Corrector; without it {nf_step:.4f} s/step, "
+            f"{nf_step * steps_per_ns:.4g} s per simulated ns; re-samples: {nf_retries})"
+        )
     print(
         f"  Propagator only     : {p_step:.4f} s/step, {p_ns:.4g} s per simulated ns "
         f"({p_ns / 3600:.3g} h; re-samples in timed steps: {p_retries})"
@@ -318,6 +333,8 @@ def main() -> None:
             f"(target >= 1000x; paper ~400x vs its MLIP on GPU) -> "
             f"{'met' if md_ns / pc_ns >= 1000 else 'NOT met'}"
         )
+        if fine is not None:
+            print(f"  without the fine Corrector: {md_ns / (nf_step * steps_per_ns):.4g}x")
         if math.isfinite(pc_clean):
             print(
                 f"  at the cost of a step without a re-sample: "

@@ -8,7 +8,7 @@ import pytest
 from ase import Atoms
 
 from explorer.errors import TrajectoryError, TrajectoryFileError
-from explorer.h5md import H5MDWriter, h5md_frame_count, read_h5md, write_h5md
+from explorer.h5md import H5MDWriter, h5md_frame_count, read_h5md, repack_h5md, write_h5md
 from explorer.trajectory import (
     Trajectory,
     load_trajectory,
@@ -157,6 +157,46 @@ def test_expected_frames_size_the_chunks_and_a_longer_run_still_appends(tmp_path
         writer.append(traj.positions[0], 0.0)
     with h5py.File(tmp_path / "default.h5", "r") as f:
         assert f["particles/all/position/value"].chunks[0] == 64
+
+
+def test_repack_is_lossless_shrinks_short_runs_and_stays_appendable(tmp_path):
+    traj = random_trajectory(np.random.default_rng(8), frames=9, atoms=40)
+    path = tmp_path / "default_chunks.h5"
+    with H5MDWriter(path, traj.numbers, traj.cell, metadata={"run": 7}) as writer:
+        for i in range(9):
+            writer.append(traj.positions[i], traj.times_ps[i], energies={"e": float(i)},
+                          momenta=traj.velocities[i])  # fmt: skip
+    packed = repack_h5md(path, tmp_path / "packed.h5")
+    assert packed.stat().st_size < 0.5 * path.stat().st_size
+
+    def contents(file: h5py.File) -> dict:
+        out = {"/": dict(file.attrs)}
+        file.visititems(lambda name, obj: out.__setitem__(
+            name, (obj[()], obj.dtype, obj.maxshape, dict(obj.attrs))
+            if isinstance(obj, h5py.Dataset) else dict(obj.attrs)))  # fmt: skip
+        return out
+
+    with h5py.File(path, "r") as a, h5py.File(packed, "r") as b:
+        before, after = contents(a), contents(b)
+        assert b["particles/all/position/value"].chunks == (9, 40, 3)
+        assert b["particles/all/position/time"].chunks == (9,)
+    assert before.keys() == after.keys()
+    for key, value in before.items():
+        if isinstance(value, tuple):
+            np.testing.assert_array_equal(after[key][0], value[0])
+            assert after[key][1:3] == value[1:3]
+            assert repr(sorted(after[key][3].items())) == repr(sorted(value[3].items()))
+        else:
+            assert repr(sorted(after[key].items())) == repr(sorted(value.items()))
+    back = read_h5md(packed)
+    np.testing.assert_array_equal(back.positions, traj.positions)
+    assert back.metadata == {"run": 7}
+    with H5MDWriter(packed, traj.numbers, traj.cell, mode="a") as writer:
+        writer.append(traj.positions[-1] + 1.0, traj.times_ps[-1] + 1.0, energies={"e": 9.0},
+                      momenta=traj.velocities[-1])  # fmt: skip
+    assert h5md_frame_count(packed) == 10
+    with pytest.raises(TrajectoryFileError, match="not over the source"):
+        repack_h5md(path, path)
 
 
 def test_resume_drops_a_partially_written_frame(tmp_path):
