@@ -58,7 +58,12 @@ def _add_liflow_rollout(families: argparse._SubParsersAction) -> None:
     p.add_argument("--min-width", type=float, default=9.0, help="supercell rule, Å")
     p.add_argument("--prior-scale-li", type=float, default=1.0, help="× trained Li prior σ²")
     p.add_argument("--prior-scale-frame", type=float, default=1.0, help="× frame prior σ²")
-    p.add_argument("--corrector-strength", type=float, default=1.0, help="0 (off) … 1 (full)")
+    p.add_argument(
+        "--corrector-strength",
+        type=float,
+        default=1.0,
+        help="0 (off) … 1 (full: Corrector, then fine Corrector where bundled, every step)",
+    )
     p.add_argument("--flow-steps", type=int, default=10, help="Euler steps per flow")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")

@@ -307,7 +307,9 @@ class LiFlowTab(LiFlowRun, RolloutTab):
         )  # fmt: skip
         self.corrector_strength = w.FloatSlider(
             value=1.0, min=0.0, max=1.0, step=0.05, description="Corrector strength",
-            style=_STYLE, tooltip="0: Propagator only; 1: full trained Corrector",
+            style=_STYLE,
+            tooltip="0: Propagator only; 1: full trained Corrector (and fine Corrector); "
+            "in between each correction is scaled linearly",
         )  # fmt: skip
         self.flow_steps = w.IntSlider(
             value=10, min=1, max=50, description="flow steps", style=_STYLE,
