@@ -98,11 +98,15 @@ flashmd-train: install
 	$(FLASHMD_TRAIN) --system al110 --stride-fs 64 --name flashmd_al110_64fs --cutoff 5 \
 		--batch-size 4 --ballistic-fractions 0.5 1 --free-flight-baseline --max-steps 11000
 	for n in flashmd_argon_128fs flashmd_al110_16fs flashmd_al110_64fs; do \
-		$(VENV)/bin/accelmd eval flashmd --checkpoint $$n --save; done
+		$(VENV)/bin/accelmd eval flashmd --checkpoint $$n --rollout-seeds 4 --save; done
 
 # On a machine with a CUDA GPU: the checkpoints shipped from GPU training (liflow_LGPS,
 # liflow_multi, and the FlashMD ones). Modules train on the GPU under a time limit, then the bundle is
-# combined and evaluated (the evaluation needs CHGNet for the prior classifier).
+# combined and evaluated (the evaluation needs CHGNet for the prior classifier). The
+# shipped liflow_LGPS and liflow_multi got their fine Correctors later, on the CPU, with
+# their other modules reused: accelmd train liflow --bundle NAME --reuse-modules NAME
+# --work-dir DIR --max-steps 30000 --corrector-steps 2000 --eval-every 500 --patience 8
+# --device cpu (2,000 steps, about 10 min on one core).
 LIFLOW_GPU := --bundle liflow_LGPS liflow_multi --work-dir build/liflow_gpu --max-steps 30000 \
 	--corrector-steps 2000 --eval-every 500 --patience 8 --no-progress
 train-gpu: install
