@@ -204,7 +204,9 @@ def liflow_report(cards: Iterable[Mapping[str, Any]]) -> str:
         "and the remaining settings of the command shown, then combined, evaluated and bundled "
         "on a CPU by that command (it finds the trained modules in `--work-dir`); `make "
         "train-gpu` runs both steps. On a CPU `make train` trains every bundle with the "
-        "default 2,000 Propagator and 1,000 Corrector steps instead.",
+        "default 2,000 Propagator and 1,000 Corrector (and fine Corrector) steps instead. "
+        "A command with `--reuse-modules NAME` started from the modules of the bundled "
+        "checkpoint NAME and trained only what it lacked (the fine Corrector).",
         "",
     ]
     if not chosen:

@@ -66,6 +66,7 @@ def test_plans_cover_every_training_material_and_one_multi_material_model():
     assert plans[-1].materials == tuple(materials) and plans[-1].evaluate_heldout
     assert [p.name for p in plans if p.knob_study] == ["liflow_LGPS"]
     assert not any(p.evaluate_heldout for p in plans[:-1])
+    assert [p.name for p in plans if not p.fine_corrector] == ["liflow_Li3InCl6"]
 
 
 def test_split_files_refuses_missing_and_unfinished_runs(references, tmp_path):
@@ -192,6 +193,13 @@ def test_modules_only_trains_into_the_work_dir_and_a_full_build_reuses_them(refe
     assert (work / "liflow_toy.corrector.json").exists()
     assert (work / "liflow_toy.corrector_fine.json").exists()
     assert not out.exists()  # neither combined nor evaluated
+    without = dataclasses.replace(plan, name="liflow_plain", fine_corrector=False)
+    build_bundle(
+        without, TINY, reference_dir=references, out_dir=out, work_dir=work, runs=RUNS,
+        progress=False, modules_only=True, log=lambda _: None,
+    )  # fmt: skip
+    assert (work / "liflow_plain.corrector.json").exists()
+    assert not (work / "liflow_plain.corrector_fine.json").exists()
     logs: list[str] = []
     card_path = build_bundle(
         plan, TINY, reference_dir=references, out_dir=out, work_dir=work, runs=RUNS,
