@@ -18,7 +18,9 @@
 # Δτ = 1 ps**. A *Propagator* (a flow-matching model on an equivariant graph network)
 # samples the displacement of every atom over the next picosecond, starting from a
 # prior whose width is adapted to the species and temperature; a *Corrector* then
-# denoises the new positions so that the structure stays physical.
+# denoises the new positions so that the structure stays physical, and a *fine
+# Corrector*, trained on smaller noise, sharpens what the first one leaves (our
+# addition to the paper's scheme; it lowers the RDF error, see the README).
 #
 # This notebook uses the checkpoint bundled for **LGPS** (Li10GeP2S12), trained by
 # `make train` on our own CHGNet reference MD at 600, 800, 1000 and 1200 K. We
@@ -157,10 +159,9 @@ print(f"frames with a pair below half its covalent bond length: "
 # * **Li prior scale** multiplies the width of the Li prior (1 = as trained). The
 #   Propagator was trained to transport samples of that prior; widening it pushes the
 #   flow to larger Li jumps, narrowing it to smaller ones.
-# * **Corrector strength** s ∈ [0, 1]: 0 switches the Corrector off, 1 applies the
-#   trained Corrector in full every step; in between the new structure is the linear
-#   interpolation between the uncorrected and the fully corrected one, so the size of
-#   the correction grows monotonically with s (`explorer.liflow.simulate`).
+# * **Corrector strength** s ∈ [0, 1]: 0 switches both Correctors off, 1 applies the
+#   trained Correctors in full every step; in between each correction is scaled by s,
+#   so the size of the correction grows with s (`explorer.liflow.simulate`).
 #
 # Below: Li MSD at the end of a short rollout for three Li prior scales, and the
 # shortest interatomic distance with and without the Corrector.

@@ -16,7 +16,7 @@ paper's LGPS and LPS models, and ``liflow_multi`` trained on all of them. Buildi
    (``fine_corrector_noise_A``; :mod:`explorer.liflow.simulate`, step 2b).
 4. **Combine** into one checkpoint (modules ``propagator``, ``corrector``,
    ``corrector_fine``, ``selector``)
-   whose card holds both training records, the training files and their sha256.
+   whose card holds every training record, the training files and their sha256.
 5. **Evaluate** (:func:`~explorer.liflow.evaluate.evaluate`) from the first frame of every
    reference of the bundle's materials, and for ``liflow_multi`` also of the held-out
    split, reported separately; for LGPS also the knob study (prior scale × Corrector
