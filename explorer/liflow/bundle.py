@@ -91,6 +91,12 @@ KNOB_CORRECTOR_STRENGTHS = (0.0, 0.5, 1.0)
 #: Li3PS4-β, Li6PS5Cl and the multi-material model improved or held on every count.
 #: Chosen on the evaluation itself (3 seeds per reference), so not a blind choice.
 WITHOUT_FINE_CORRECTOR = ("Li3InCl6",)
+#: How a bundle card's ``kind`` names its flow modules.
+KIND_NAMES = {
+    "propagator": "propagator",
+    "corrector": "corrector",
+    "corrector_fine": "fine corrector",
+}
 
 
 class BundleError(ExplorerError, RuntimeError):
@@ -517,7 +523,7 @@ def build_bundle(
     )
     card = {
         "family": "liflow",
-        "kind": "propagator+corrector",
+        "kind": "+".join(KIND_NAMES[k] for k in modules),
         "models": {k: cards[k]["model"] for k in modules},
         # The Propagator's prior; the Corrector's noise scale is the Corrector's own.
         "prior": {

@@ -113,7 +113,7 @@ def built(references, tmp_path_factory):
 def test_bundle_card_records_training_data_selector_and_metrics(built, references):
     _, card_path, _, _ = built
     card = read_card(card_path)
-    assert card["family"] == "liflow" and card["kind"] == "propagator+corrector"
+    assert card["family"] == "liflow" and card["kind"] == "propagator+corrector+fine corrector"
     assert card["materials"] == ["toyA", "toyB"] and card["elements"] == [3, 16]
     assert card["training_temperatures_K"] == [600.0, 800.0, 1000.0]
     assert {f["name"] for f in card["training_files"]} == {
