@@ -123,11 +123,12 @@ def rdf_mae_floor(reference: Trajectory, frame_spacing_ps: float) -> float:
 def corrector_rdf_bias(
     simulator: Any, reference: Trajectory, n_frames: int = 200, seed: int = 0
 ) -> float:
-    """Total-RDF MAE (Å, eq. 18) that one Corrector pass adds to reference frames.
+    """Total-RDF MAE (Å, eq. 18) that one correction adds to reference frames.
 
     Up to ``n_frames`` evenly spaced frames after the 20 % induction period are each
     passed through ``simulator.correct`` (a :class:`~explorer.liflow.simulate.
-    LiFlowSimulator` with a Corrector) at the reference's temperature, and the RDF of
+    LiFlowSimulator` with a Corrector: its pass, then the fine Corrector's where the
+    checkpoint has one) at the reference's temperature, and the RDF of
     the corrected frames is compared with the RDF of the same frames uncorrected. An
     ideal Corrector leaves an MD frame as it is and scores ~0; one trained on large
     noise also "denoises" clean frames (LGPS, σ_max 0.5 Å: P–S bonds 2.08 → 1.98 Å).
