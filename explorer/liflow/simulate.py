@@ -228,7 +228,8 @@ class LiFlowSimulator:
         """Build the models from a ``family: "liflow"`` card and load the weights (strict).
 
         Card fields: ``model`` (FlowModelConfig kwargs shared by both modules) or
-        ``models: {"propagator": ..., "corrector": ...}``; ``prior`` (PriorConfig kwargs);
+        ``models: {"propagator": ..., "corrector": ..., "corrector_fine": ...}``; ``prior``
+        (PriorConfig kwargs);
         optional ``prior_choice: {"li_large", "frame_large"}``, ``time_step_ps`` (1.0) and
         ``training_temperatures_K``. Weights: modules ``propagator`` and, optionally,
         ``corrector``, ``corrector_fine`` and ``selector`` (the prior classifier, card
@@ -449,7 +450,7 @@ class LiFlowSimulator:
         x = state.positions.to(dtype)
         args = (state.numbers, state.cell, state.temperatures_K)
         c = torch.zeros_like(x)
-        for model in filter(None, (self.corrector, self.fine_corrector)):
+        for model in self._flow_models()[1:]:  # the Corrector, then the fine one
             noise = torch.randn(x.shape, generator=state.generator, dtype=dtype, device=x.device)
             c = c + self._flow(model, x + c, state.std_corrector, state, args, noise)
         c = remove_center_of_mass(c, state.masses, state.batch)
@@ -475,8 +476,7 @@ class LiFlowSimulator:
         d = self._flow(self.propagator, x, state.std_propagator, state, args, noise[0])
         s = state.corrector_strength
         if self._runs_corrector(state):
-            correctors = filter(None, (self.corrector, self.fine_corrector))
-            for model, eps in zip(correctors, noise[1:], strict=True):
+            for model, eps in zip(self._flow_models()[1:], noise[1:], strict=True):
                 if not bool(torch.isfinite(d).all()):
                     break  # rejected anyway; a flow on NaN positions only costs time
                 c = self._flow(model, x + d, state.std_corrector, state, args, eps)
