@@ -11,7 +11,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from explorer.errors import ExplorerError
 
@@ -334,7 +333,9 @@ def _run_liflow_bundle(args: argparse.Namespace) -> int:
         propagator_steps=args.max_steps or defaults.propagator_steps,
         corrector_steps=args.corrector_steps or defaults.corrector_steps,
         corrector_noise_A=args.corrector_noise or defaults.corrector_noise_A,
-        fine_corrector_noise_A=_fine_noise(args.fine_corrector_noise, defaults),
+        fine_corrector_noise_A=_fine_noise(
+            args.fine_corrector_noise, defaults.fine_corrector_noise_A
+        ),
         eval_every=args.eval_every or defaults.eval_every,
         patience=args.patience or defaults.patience,
         batch_size=args.batch_size,
@@ -370,10 +371,10 @@ def _run_liflow_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fine_noise(value: float | None, defaults: Any) -> float | None:
-    """--fine-corrector-noise: unset → the default, 0 → no fine Corrector, < 0 refused."""
+def _fine_noise(value: float | None, default: float | None) -> float | None:
+    """--fine-corrector-noise: unset → ``default``, 0 → no fine Corrector, < 0 refused."""
     if value is None:
-        return defaults.fine_corrector_noise_A
+        return default
     if value < 0:
         raise ExplorerError(f"--fine-corrector-noise must be >= 0 Å, got {value}")
     return value or None

@@ -60,6 +60,7 @@ from explorer.liflow.classifier import (
 )
 from explorer.liflow.evaluate import corrector_rdf_bias, evaluate
 from explorer.liflow.model import FlowModel, FlowModelConfig
+from explorer.liflow.report import MODULE_LABELS
 from explorer.liflow.train import (
     EXECUTION_SETTINGS,
     TrainConfig,
@@ -91,12 +92,6 @@ KNOB_CORRECTOR_STRENGTHS = (0.0, 0.5, 1.0)
 #: Li3PS4-β, Li6PS5Cl and the multi-material model improved or held on every count.
 #: Chosen on the evaluation itself (3 seeds per reference), so not a blind choice.
 WITHOUT_FINE_CORRECTOR = ("Li3InCl6",)
-#: How a bundle card's ``kind`` names its flow modules.
-KIND_NAMES = {
-    "propagator": "propagator",
-    "corrector": "corrector",
-    "corrector_fine": "fine corrector",
-}
 
 
 class BundleError(ExplorerError, RuntimeError):
@@ -523,7 +518,7 @@ def build_bundle(
     )
     card = {
         "family": "liflow",
-        "kind": "+".join(KIND_NAMES[k] for k in modules),
+        "kind": "+".join(MODULE_LABELS[k] for k in modules),
         "models": {k: cards[k]["model"] for k in modules},
         # The Propagator's prior; the Corrector's noise scale is the Corrector's own.
         "prior": {

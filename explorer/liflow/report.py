@@ -36,7 +36,8 @@ TARGETS: tuple[tuple[str, str, str, Any], ...] = (
     ("stable_fraction", "stable rollouts", "100 %", lambda v: v >= 1.0),
 )
 
-#: Flow modules of a bundle, in the order they run, as the report names them.
+#: Flow modules of a bundle, in the order they run, as the report and a bundle card's
+#: ``kind`` name them.
 MODULE_LABELS = {
     "propagator": "propagator",
     "corrector": "corrector",

@@ -98,15 +98,21 @@ def test_prior_labels_follow_each_reference_msd(references):
     }
 
 
+def _build(plan, settings, references, out_dir, work_dir, log=lambda _: None, **kw):
+    """build_bundle on the toy references, quietly unless ``log`` collects the lines."""
+    kw.setdefault("command", "pytest")
+    return build_bundle(
+        plan, settings, reference_dir=references, out_dir=out_dir, work_dir=work_dir,
+        runs=RUNS, progress=False, log=log, **kw,
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def built(references, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundle")
     plan = BundlePlan("liflow_toy", ("toyA", "toyB"), evaluate_heldout=True, knob_study=True)
     logs: list[str] = []
-    card_path = build_bundle(
-        plan, TINY, reference_dir=references, out_dir=out, work_dir=out / "work", runs=RUNS,
-        command="pytest", progress=False, log=logs.append,
-    )  # fmt: skip
+    card_path = _build(plan, TINY, references, out, out / "work", log=logs.append)
     return plan, card_path, out, logs
 
 
@@ -170,10 +176,7 @@ def test_rebuilding_reuses_trained_modules(built, references):
     plan, card_path, out, _ = built
     before = load_checkpoint(card_path).state_dicts["propagator"]
     logs: list[str] = []
-    build_bundle(
-        plan, TINY, reference_dir=references, out_dir=out, work_dir=out / "work", runs=RUNS,
-        command="pytest", progress=False, log=logs.append,
-    )  # fmt: skip
+    _build(plan, TINY, references, out, out / "work", log=logs.append)
     assert any("already trained" in line for line in logs)
     assert not any("training on" in line for line in logs)
     assert any("up to date" in line for line in logs)
@@ -185,26 +188,17 @@ def test_rebuilding_reuses_trained_modules(built, references):
 def test_modules_only_trains_into_the_work_dir_and_a_full_build_reuses_them(references, tmp_path):
     plan = BundlePlan("liflow_toy", ("toyA",))
     work, out = tmp_path / "work", tmp_path / "out"
-    path = build_bundle(
-        plan, TINY, reference_dir=references, out_dir=out, work_dir=work, runs=RUNS,
-        progress=False, modules_only=True, log=lambda _: None,
-    )  # fmt: skip
+    path = _build(plan, TINY, references, out, work, modules_only=True)
     assert path == work / "liflow_toy.propagator.json" and path.exists()
     assert (work / "liflow_toy.corrector.json").exists()
     assert (work / "liflow_toy.corrector_fine.json").exists()
     assert not out.exists()  # neither combined nor evaluated
     without = dataclasses.replace(plan, name="liflow_plain", fine_corrector=False)
-    build_bundle(
-        without, TINY, reference_dir=references, out_dir=out, work_dir=work, runs=RUNS,
-        progress=False, modules_only=True, log=lambda _: None,
-    )  # fmt: skip
+    _build(without, TINY, references, out, work, modules_only=True)
     assert (work / "liflow_plain.corrector.json").exists()
     assert not (work / "liflow_plain.corrector_fine.json").exists()
     logs: list[str] = []
-    card_path = build_bundle(
-        plan, TINY, reference_dir=references, out_dir=out, work_dir=work, runs=RUNS,
-        command="pytest", progress=False, log=logs.append,
-    )  # fmt: skip
+    card_path = _build(plan, TINY, references, out, work, log=logs.append)
     assert not any("training on" in line for line in logs)
     assert "evaluation" in read_card(card_path)
 
@@ -218,10 +212,7 @@ def test_a_changed_corrector_setting_retrains_only_the_corrector(built, referenc
     shutil.copytree(out, copy)
     logs: list[str] = []
     settings = dataclasses.replace(TINY, corrector_noise_A=0.3)
-    card_path = build_bundle(
-        plan, settings, reference_dir=references, out_dir=copy, work_dir=copy / "work",
-        runs=RUNS, command="pytest", progress=False, log=logs.append,
-    )  # fmt: skip
+    card_path = _build(plan, settings, references, copy, copy / "work", log=logs.append)
     name = plan.name
     assert f"{name}.propagator: already trained" in " ".join(logs)
     # the saved state of the 0.5-Å Corrector cannot be resumed with 0.3 Å: afresh
@@ -287,10 +278,7 @@ def test_reuse_propagator_retrains_only_the_corrector(built, references, tmp_pat
     assert module == work / f"{plan.name}.propagator.json"
     logs: list[str] = []
     other_noise = dataclasses.replace(TINY, corrector_noise_A=0.2)
-    rebuilt_path = build_bundle(
-        plan, other_noise, reference_dir=references, out_dir=tmp_path / "out", work_dir=work,
-        runs=RUNS, command="pytest", progress=False, log=logs.append,
-    )  # fmt: skip
+    rebuilt_path = _build(plan, other_noise, references, tmp_path / "out", work, log=logs.append)
     assert any("propagator: already trained" in line for line in logs)
     assert any("corrector: training" in line for line in logs)
     old, new = load_checkpoint(card_path), load_checkpoint(rebuilt_path)
@@ -306,10 +294,7 @@ def test_reuse_propagator_retrains_only_the_corrector(built, references, tmp_pat
 def test_reuse_modules_adds_a_fine_corrector_to_a_bundle_without_one(references, tmp_path):
     plan = BundlePlan("liflow_toy", ("toyA",))
     plain = dataclasses.replace(TINY, fine_corrector_noise_A=None)
-    first = build_bundle(
-        plan, plain, reference_dir=references, out_dir=tmp_path / "v1", work_dir=tmp_path / "w1",
-        runs=RUNS, command="pytest", progress=False, log=lambda _: None,
-    )  # fmt: skip
+    first = _build(plan, plain, references, tmp_path / "v1", tmp_path / "w1")
     old = load_checkpoint(first)
     assert set(old.state_dicts) == {"propagator", "corrector", "selector"}
     assert "corrector_fine_max_noise" not in old.card
@@ -320,10 +305,7 @@ def test_reuse_modules_adds_a_fine_corrector_to_a_bundle_without_one(references,
     paths = reuse_modules(first, plan.name, work)
     assert paths == [work / f"{plan.name}.propagator.json", work / f"{plan.name}.corrector.json"]
     logs: list[str] = []
-    second = build_bundle(
-        plan, TINY, reference_dir=references, out_dir=tmp_path / "v2", work_dir=work,
-        runs=RUNS, command="pytest", progress=False, log=logs.append,
-    )  # fmt: skip
+    second = _build(plan, TINY, references, tmp_path / "v2", work, log=logs.append)
     assert any("propagator: already trained" in line for line in logs)
     assert any("corrector: already trained" in line for line in logs)
     assert any("corrector_fine: training" in line for line in logs)
