@@ -148,6 +148,12 @@ def _add_liflow_eval(families: argparse._SubParsersAction) -> None:
     p.add_argument("--flow-steps", type=int, default=10)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p.add_argument(
+        "--write-card",
+        action="store_true",
+        help="bundled checkpoint: redo its model card's evaluation (held-out set and knob "
+        "study too) with the card's settings; other options are ignored",
+    )
     p.set_defaults(handler=_run_liflow_eval)
 
 
@@ -156,6 +162,11 @@ def _run_liflow_eval(args: argparse.Namespace) -> int:
     from explorer.liflow.evaluate import evaluate
     from explorer.liflow.simulate import LiFlowSimulator
 
+    if args.write_card:
+        from explorer.liflow.bundle import reevaluate_bundle
+
+        reevaluate_bundle(args.checkpoint)
+        return 0
     simulator = LiFlowSimulator.from_checkpoint(args.checkpoint, device=args.device)
     paths = args.references or _bundled_references(simulator.name, args.checkpoint)
     references = [read_h5md(path) for path in paths]

@@ -84,7 +84,7 @@ def card_summary(card: Mapping[str, Any]) -> str:
     if summary.get("spearman_li") is not None:
         metrics.append(f"Spearman {summary['spearman_li']:.2f}")
     if summary.get("rdf_mae") is not None:
-        metrics.append(f"RDF MAE {summary['rdf_mae']:.2f} Å")
+        metrics.append(f"RDF MAE {summary['rdf_mae']:.3f}")
     if summary.get("stable_fraction") is not None:
         metrics.append(f"stable {100 * summary['stable_fraction']:.0f} %")
     if not metrics and card.get("best_val_loss") is not None:

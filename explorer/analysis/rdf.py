@@ -29,7 +29,13 @@ contributes once to ``n_AB`` (i ∈ A, j ∈ B), for A = B twice (i→j and j→
 so ``g_AB = g_BA`` and each unordered element pair is stored once, under the
 key ``pair_key(A, B)`` (ordered by atomic number).
 
-Scores: ``rdf_mae`` is ``∫_0^{r_max} |g − g_ref| dr`` (seed 001, after eq. 18);
+Scores: ``rdf_mae`` is the RDF MAE of seed 001 (after eq. 18),
+``(1/r_max) ∫_0^{r_max} |g − g_ref| dr``, dimensionless: on equal bins it is the mean
+of |Δg| over the bins, which is how the LiFlow authors' evaluation computes it (0.1-Å
+bins on [0, 5 Å]; seed 001's Table of §II.3 reports 0.07–0.17 in this unit).
+``rdf_iae`` is the integral itself, ``∫_0^{r_max} |g − g_ref| dr`` in Å (= r_max ×
+``rdf_mae``), which this toolkit reported as "RDF MAE" before 2026-12; it grows with
+r_max, so only values on the same range compare.
 ``overlap_score`` is seed 004 eq. 7 and ``min_overlap_score`` its minimum
 over element pairs (seed 004 assigns each system its minimum pair score);
 ``sparse_pairs`` names the pairs too thinly sampled (few atoms, few frames) for
@@ -359,24 +365,46 @@ def _common_bins(result: RDFResult, reference: RDFResult, r_max: float | None) -
     return n
 
 
+def _abs_differences(
+    result: RDFResult, reference: RDFResult, r_max: float | None, pair: tuple[str, str] | None
+) -> np.ndarray:
+    """|g − g_ref| on the common bins up to ``r_max`` (total RDFs, or one partial)."""
+    n = _common_bins(result, reference, r_max)
+    if pair is None:
+        g, g_ref = result.total, reference.total
+    else:
+        g, g_ref = result.partial(*pair), reference.partial(*pair)
+    return np.abs(g[:n] - g_ref[:n])
+
+
 def rdf_mae(
     result: RDFResult,
     reference: RDFResult,
     r_max: float | None = None,
     pair: tuple[str, str] | None = None,
 ) -> float:
-    """RDF MAE ``∫_0^{r_max} |g(r) − g_ref(r)| dr`` in Å (seed 001 §IV.6, after eq. 18).
+    """RDF MAE ``(1/r_max) ∫_0^{r_max} |g(r) − g_ref(r)| dr`` (seed 001 §IV.6, after eq. 18).
 
-    g is piecewise constant on the bins, so the integral is the exact sum
-    ``Σ |Δg_k| · bin_width``. Compares total RDFs, or the partial of ``pair``.
-    ``r_max`` defaults to the common range of both grids.
+    Dimensionless, like g: the mean of |Δg| over the bins up to ``r_max`` (g is
+    piecewise constant on equal bins, so mean and normalised integral are the same).
+    The LiFlow paper scores it on [0, 5 Å] with 0.1-Å bins. Compares total RDFs, or
+    the partial of ``pair``; ``r_max`` defaults to the common range of both grids.
     """
-    n = _common_bins(result, reference, r_max)
-    if pair is None:
-        g, g_ref = result.total, reference.total
-    else:
-        g, g_ref = result.partial(*pair), reference.partial(*pair)
-    return float(np.sum(np.abs(g[:n] - g_ref[:n])) * result.bin_width)
+    return float(np.mean(_abs_differences(result, reference, r_max, pair)))
+
+
+def rdf_iae(
+    result: RDFResult,
+    reference: RDFResult,
+    r_max: float | None = None,
+    pair: tuple[str, str] | None = None,
+) -> float:
+    """Integrated absolute RDF error ``∫_0^{r_max} |g(r) − g_ref(r)| dr`` in Å.
+
+    The exact sum ``Σ |Δg_k| · bin_width`` (g is piecewise constant on the bins), i.e.
+    ``r_max × rdf_mae``; grows with the range, unlike :func:`rdf_mae`.
+    """
+    return float(np.sum(_abs_differences(result, reference, r_max, pair)) * result.bin_width)
 
 
 def overlap_score(

@@ -605,6 +605,43 @@ def evaluate_bundle(
     return results
 
 
+def reevaluate_bundle(
+    name: str,
+    out_dir: Path = CHECKPOINT_DIR,
+    reference_dir: Path = REFERENCE_DIR,
+    runs: Sequence[ReferenceRun] = REFERENCE_RUNS,
+    command: str | None = None,
+    log: Callable[[str], None] = print,
+    plan: BundlePlan | None = None,
+) -> dict[str, Any]:
+    """Evaluate a bundled checkpoint again, as it was evaluated when built, into its card.
+
+    The weights stay as they are; the card's ``settings`` (seeds, rollout length, device)
+    and the bundle's plan (held-out set, knob study) are reused, so the same rollouts are
+    drawn and only the metrics' definitions can change the numbers. The card records
+    ``evaluation_command`` and ``evaluation_date``. ``plan`` replaces the planned
+    bundle of that name (:func:`bundle_plans`).
+    """
+    known = {p.name: p for p in bundle_plans(runs)} if plan is None else {plan.name: plan}
+    if name not in known:
+        raise BundleError(f"{name} is not a bundled LiFlow checkpoint; bundles: {', '.join(known)}")
+    card_path = Path(out_dir) / f"{name}.json"
+    if not card_path.exists():
+        raise BundleError(f"no card {card_path}; build it with `accelmd train liflow --bundle`")
+    fields = {f.name for f in dataclasses.fields(BundleSettings)}
+    stored = read_card(card_path).get("settings") or {}
+    settings = BundleSettings(**{k: v for k, v in stored.items() if k in fields})
+    results = evaluate_bundle(card_path, known[name], settings, reference_dir, runs, log)
+    update_card(
+        card_path,
+        {
+            "evaluation_command": command or "accelmd " + " ".join(sys.argv[1:]),
+            "evaluation_date": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
+    )
+    return results
+
+
 def _evaluation(simulator: Any, paths: Sequence[Path], settings: BundleSettings) -> dict:
     references = [read_h5md(p) for p in paths]
     report = evaluate(

@@ -6,16 +6,22 @@ trajectory with its reference:
 * kinetics: log10 MSD(t_end) in Å² of Li and of the frame (all non-Li atoms
   together), with the single-origin MSD of a group G at the common end time
   t_end = min(span_gen, span_ref),  MSD_G(t_end) = 1/|G| Σ_{i∈G} |x_i(t_end) − x_i(0)|²;
-* structure: total-RDF MAE ∫_0^{r_max} |g − g_ref| dr (Å, eq. 18) and the minimum
-  pair overlap score, both on one r grid (common r_max, 0.05 Å bins) after
-  discarding the first 20 % of each trajectory;
+* structure, after discarding the first 20 % of each trajectory: the total-RDF MAE of
+  eq. 18, (1/r_max) ∫_0^{r_max} |g − g_ref| dr with r_max = 5 Å on 0.1-Å bins
+  (dimensionless, the mean |Δg| over the bins: the LiFlow authors' evaluation, and the
+  unit of the paper's 0.07–0.17 and of the 0.08 target), ``rdf_mae``; the same
+  integral without the 1/r_max on the overlap grid, ``rdf_iae_A`` (Å; what this module
+  reported as the RDF MAE before 2026-12, 4.3–5× ``rdf_mae`` on the bundled cells);
+  and the minimum pair overlap score (seed 004 eq. 7) on that grid (common half-cell
+  r_max, 0.05-Å bins);
 * D_Li ± σ (Å²/ps) of both trajectories from the MSD slope (eq. 17).
 
 The RDF MAE of a short rollout is not zero even for a perfect model: a rollout of
-25 one-ps steps averages ~20 frames, the reference hundreds. :func:`rdf_mae_floor`
-measures that sampling floor: the RDF MAE of the reference itself, read only at the
+25 one-ps steps averages ~20 frames, the reference hundreds. :func:`rdf_sampling_floor`
+measures that sampling floor: the RDF errors of the reference itself, read only at the
 rollout's frame times, against the whole reference (LGPS, 50 atoms, 1-ps frames:
-0.21–0.27 Å). Records carry it as ``rdf_mae_floor``.
+``rdf_mae`` 0.03–0.05, ``rdf_iae_A`` 0.21–0.27 Å). Records carry it as
+``rdf_mae_floor`` and ``rdf_iae_floor_A``.
 
 :func:`aggregate` turns the records into the paper's table: MAE and Spearman ρ
 of log10 MSD across records, mean RDF MAE and overlap, the stable fraction, and
@@ -46,6 +52,7 @@ from explorer.analysis.rdf import (
     overlap_score,
     rdf,
     rdf_from_frames,
+    rdf_iae,
     rdf_mae,
     sparse_pairs,
 )
@@ -55,6 +62,9 @@ from explorer.trajectory import Trajectory
 
 RDF_DISCARD_FRACTION = 0.2  # seed 001 §IV.6: 5 ps of 25 ps
 MAX_RDF_FRAMES = 100  # frames averaged per RDF (strided); keeps evaluation cheap
+#: RDF MAE grid of seed 001 §IV.6 (r_max = 5 Å) with the authors' 0.1-Å bins.
+RDF_MAE_R_MAX_A = 5.0
+RDF_MAE_BIN_A = 0.1
 NAN = float("nan")
 
 
@@ -86,44 +96,59 @@ def li_diffusivity(traj: Trajectory) -> tuple[float, float]:
     return result.D_A2_ps, result.D_std_A2_ps
 
 
-def rdf_scores(generated: Trajectory, reference: Trajectory) -> tuple[float, float, float]:
-    """(total-RDF MAE in Å, min pair overlap, min overlap over the pairs not
-    ``sparse_pairs``: NaN if every pair is sparse) on a common grid after a 20 %
-    induction period."""
+def _kept_rdf(traj: Trajectory, r_max: float, bin_width: float) -> Any:
+    """RDF of ``traj`` after the 20 % induction period, at most MAX_RDF_FRAMES frames."""
+    kept = traj.n_frames - int(np.floor(RDF_DISCARD_FRACTION * traj.n_frames))
+    stride = max(1, math.ceil(kept / MAX_RDF_FRAMES))
+    return rdf(traj, r_max, bin_width, RDF_DISCARD_FRACTION, frame_stride=stride)
+
+
+def rdf_scores(generated: Trajectory, reference: Trajectory) -> dict[str, float]:
+    """RDF agreement of ``generated`` with ``reference`` after a 20 % induction period.
+
+    Keys: ``rdf_mae`` (eq. 18, dimensionless: mean |Δg| of the total RDFs on 0.1-Å
+    bins over [0, 5 Å]); ``rdf_iae_A`` (∫|Δg| dr in Å on the overlap grid: common
+    half-cell r_max, 0.05-Å bins); ``overlap`` (min pair overlap, seed 004 eq. 7) and
+    ``overlap_sampled`` (the same over the pairs not ``sparse_pairs``: NaN if every
+    pair is sparse), both on the overlap grid.
+    """
     r_max = min(default_r_max(generated.cell), default_r_max(reference.cell))
-    results = []
-    for traj in (generated, reference):
-        kept = traj.n_frames - int(np.floor(RDF_DISCARD_FRACTION * traj.n_frames))
-        stride = max(1, math.ceil(kept / MAX_RDF_FRAMES))
-        results.append(
-            rdf(traj, r_max, DEFAULT_BIN_WIDTH, RDF_DISCARD_FRACTION, frame_stride=stride)
-        )
+    results = [_kept_rdf(t, r_max, DEFAULT_BIN_WIDTH) for t in (generated, reference)]
     scores = overlap_score(*results)
     if not scores:
         raise AnalysisError("the two RDF results share no element pair")
     sparse = sparse_pairs(*results)
     sampled = [v for k, v in scores.items() if k not in sparse]
-    return rdf_mae(*results), min(scores.values()), min(sampled, default=NAN)
+    paper = [_kept_rdf(t, RDF_MAE_R_MAX_A, RDF_MAE_BIN_A) for t in (generated, reference)]
+    return {
+        "rdf_mae": rdf_mae(*paper),
+        "rdf_iae_A": rdf_iae(*results),
+        "overlap": min(scores.values()),
+        "overlap_sampled": min(sampled, default=NAN),
+    }
 
 
-def rdf_mae_floor(reference: Trajectory, frame_spacing_ps: float) -> float:
-    """RDF MAE (Å) of ``reference`` read every ``frame_spacing_ps`` against all of it.
+def rdf_sampling_floor(reference: Trajectory, frame_spacing_ps: float) -> dict[str, float]:
+    """RDF errors of ``reference`` read every ``frame_spacing_ps`` against all of it.
 
     What a model that reproduced the reference exactly would score with rollout frames
-    that far apart: the sampling part of the RDF MAE (module docstring). NaN when the
-    spacing leaves fewer than 2 frames.
+    that far apart: the sampling part of the RDF errors (module docstring). Keys
+    ``rdf_mae_floor`` (dimensionless) and ``rdf_iae_floor_A`` (Å), as in
+    :func:`rdf_scores`; NaN when the spacing leaves fewer than 2 frames.
     """
     stride = max(1, round(frame_spacing_ps / reference.timestep_ps))
     sampled = reference[::stride]
     if sampled.n_frames < 2:
-        return NAN
-    return rdf_scores(sampled, reference)[0]
+        return {"rdf_mae_floor": NAN, "rdf_iae_floor_A": NAN}
+    scores = rdf_scores(sampled, reference)
+    return {"rdf_mae_floor": scores["rdf_mae"], "rdf_iae_floor_A": scores["rdf_iae_A"]}
 
 
 def corrector_rdf_bias(
     simulator: Any, reference: Trajectory, n_frames: int = 200, seed: int = 0
 ) -> float:
-    """Total-RDF MAE (Å, eq. 18) that one correction adds to reference frames.
+    """Total-RDF MAE (eq. 18, dimensionless, as in :func:`rdf_scores`) that one
+    correction adds to reference frames.
 
     Up to ``n_frames`` evenly spaced frames after the 20 % induction period are each
     passed through ``simulator.correct`` (a :class:`~explorer.liflow.simulate.
@@ -135,7 +160,7 @@ def corrector_rdf_bias(
 
     Moving atoms at all re-bins distances, so the score has a noise floor that falls
     with the number of frames: Gaussian jitter of 0.01 / 0.05 Å on LGPS at 800 K (50
-    atoms) scores 0.19 / 0.26 with 10 frames and 0.05 / 0.10 with 200, hence the
+    atoms) scores 0.015 / 0.044 with 10 frames and 0.004 / 0.016 with 200, hence the
     default of 200 frames (about 30 s per 50-atom reference on one CPU core).
     """
     if n_frames < 1:
@@ -149,8 +174,7 @@ def corrector_rdf_bias(
             for i, k in enumerate(frames)
         ]
     )
-    r_max = default_r_max(reference.cell)
-    args = (reference.cell, reference.numbers, r_max, DEFAULT_BIN_WIDTH)
+    args = (reference.cell, reference.numbers, RDF_MAE_R_MAX_A, RDF_MAE_BIN_A)
     return rdf_mae(
         rdf_from_frames(corrected, *args),
         rdf_from_frames(reference.positions[frames].astype(np.float64), *args),
@@ -161,8 +185,8 @@ def trajectory_metrics(generated: Trajectory, reference: Trajectory) -> dict[str
     """Metrics of one generated trajectory against its reference (module docstring).
 
     Keys: ``time_ps`` (common end time), ``log10_msd_li``/``_ref``,
-    ``log10_msd_frame``/``_ref`` (log10 Å²), ``rdf_mae`` (Å), ``overlap``,
-    ``overlap_sampled`` (the minimum over well-sampled pairs only),
+    ``log10_msd_frame``/``_ref`` (log10 Å²), ``rdf_mae`` (eq. 18, dimensionless),
+    ``rdf_iae_A`` (Å), ``overlap``, ``overlap_sampled`` (:func:`rdf_scores`),
     ``D_li``/``D_li_std``/``D_li_ref``/``D_li_ref_std`` (Å²/ps).
     """
     if not np.array_equal(generated.numbers, reference.numbers):
@@ -179,7 +203,7 @@ def trajectory_metrics(generated: Trajectory, reference: Trajectory) -> dict[str
     for name, group in (("li", li), ("frame", frame)):
         out[f"log10_msd_{name}"] = log10_or_nan(end_msd(generated, group, time_ps))
         out[f"log10_msd_{name}_ref"] = log10_or_nan(end_msd(reference, group, time_ps))
-    out["rdf_mae"], out["overlap"], out["overlap_sampled"] = rdf_scores(generated, reference)
+    out.update(rdf_scores(generated, reference))
     out["D_li"], out["D_li_std"] = li_diffusivity(generated)
     out["D_li_ref"], out["D_li_ref_std"] = li_diffusivity(reference)
     return out
@@ -258,7 +282,8 @@ def aggregate(records: Sequence[dict]) -> dict[str, Any]:
     ``mae_log10_msd_{li,frame}`` = mean |log10 MSD − log10 MSD_ref| over records with
     both finite; ``spearman_{li,frame}`` = Spearman ρ of the same pairs (NaN with fewer
     than 3 pairs, where a rank correlation is meaningless); ``rdf_mae``,
-    ``rdf_mae_floor``, ``overlap`` and ``overlap_sampled`` are means;
+    ``rdf_mae_floor``, ``rdf_iae_A``, ``rdf_iae_floor_A``, ``overlap`` and
+    ``overlap_sampled`` are means;
     ``stable_fraction`` = records with ``stable`` true / all records;
     ``arrhenius`` is :func:`material_arrhenius`.
     """
@@ -267,8 +292,8 @@ def aggregate(records: Sequence[dict]) -> dict[str, Any]:
         gen, ref = _pairs(records, f"log10_msd_{name}")
         summary[f"mae_log10_msd_{name}"] = float(np.mean(np.abs(gen - ref))) if gen.size else NAN
         summary[f"spearman_{name}"] = spearman(gen, ref)
-    summary["rdf_mae"] = _finite_mean([r.get("rdf_mae", NAN) for r in records])
-    summary["rdf_mae_floor"] = _finite_mean([r.get("rdf_mae_floor", NAN) for r in records])
+    for key in ("rdf_mae", "rdf_mae_floor", "rdf_iae_A", "rdf_iae_floor_A"):
+        summary[key] = _finite_mean([r.get(key, NAN) for r in records])
     for key in ("overlap", "overlap_sampled"):
         summary[key] = _finite_mean([r.get(key, NAN) for r in records])
     n_stable = sum(bool(r.get("stable", True)) for r in records)
@@ -339,7 +364,7 @@ def evaluate(
         span = float(reference.times_ps[-1] - reference.times_ps[0])
         n_steps = steps if steps is not None else max(1, round(span / step_ps))
         base = {**(knobs or {}), **knobs_for(reference)}
-        floor = rdf_mae_floor(reference, step_ps)
+        floor = rdf_sampling_floor(reference, step_ps)
         for seed in range(n_seeds):
             rollout = Rollout(simulator, reference.to_atoms(0), n_steps, {**base, "seed": seed})
             rollout.start()
@@ -355,6 +380,6 @@ def evaluate(
             }
             if rollout.n_frames >= 2:
                 record.update(trajectory_metrics(rollout.trajectory(), reference))
-                record["rdf_mae_floor"] = floor
+                record.update(floor)
             records.append(record)
     return EvaluationReport(records=records, summary=aggregate(records))

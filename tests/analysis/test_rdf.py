@@ -18,6 +18,7 @@ from explorer.analysis.rdf import (
     pair_samples,
     rdf,
     rdf_from_frames,
+    rdf_iae,
     rdf_mae,
     select_frames,
     sparse_pairs,
@@ -357,11 +358,29 @@ def test_scores_of_different_rdfs(two_results):
         np.trapezoid(g, hot.r) + np.trapezoid(g_ref, hot.r)
     )
     assert scores[("Li", "S")] == pytest.approx(expected, abs=0.02)
-    mae = rdf_mae(hot, cold)
-    assert mae == pytest.approx(rdf_mae(cold, hot))
-    assert mae == pytest.approx(np.sum(np.abs(hot.total - cold.total)) * 0.05)
-    assert rdf_mae(hot, cold, r_max=2.0) < mae
-    assert rdf_mae(hot, cold, pair=("S", "Li")) > 0
+    iae = rdf_iae(hot, cold)
+    assert iae == pytest.approx(rdf_iae(cold, hot))
+    assert iae == pytest.approx(np.sum(np.abs(hot.total - cold.total)) * 0.05)
+    assert rdf_iae(hot, cold, r_max=2.0) < iae
+    assert rdf_iae(hot, cold, pair=("S", "Li")) > 0
+    # The MAE is the integral over the range it covers: the mean |Δg| over the bins.
+    assert rdf_mae(hot, cold) == pytest.approx(iae / hot.r_max)
+    assert rdf_mae(hot, cold) == pytest.approx(np.mean(np.abs(hot.total - cold.total)))
+    assert rdf_mae(hot, cold, r_max=2.0) == pytest.approx(rdf_iae(hot, cold, r_max=2.0) / 2.0)
+    assert rdf_mae(hot, cold, pair=("S", "Li")) == pytest.approx(
+        rdf_iae(hot, cold, pair=("Li", "S")) / hot.r_max
+    )
+
+
+def test_mae_and_integral_of_step_functions():
+    """g = 2 on [0, 0.5) Å against g = 2 on [0.25, 0.75) Å, 2-Å grids of 0.05-Å bins:
+    |Δg| = 2 on 0.5 Å of the 2 Å, so ∫|Δg| dr = 1 Å and the MAE (1/2 Å) · 1 Å = 0.5."""
+    a, b = _step_result(0, 10), _step_result(5, 15)
+    assert rdf_iae(a, b) == pytest.approx(1.0)
+    assert rdf_mae(a, b) == pytest.approx(0.5)
+    # Over [0, 1 Å] the same difference is half the range: the MAE doubles, ∫ does not.
+    assert rdf_iae(a, b, r_max=1.0) == pytest.approx(1.0)
+    assert rdf_mae(a, b, r_max=1.0) == pytest.approx(1.0)
 
 
 def _step_result(lo: int, hi: int, n_bins: int = 40, bin_width: float = 0.05) -> RDFResult:

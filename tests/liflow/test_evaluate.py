@@ -15,7 +15,7 @@ from explorer.liflow.evaluate import (
     corrector_rdf_bias,
     default_knobs_for,
     evaluate,
-    rdf_mae_floor,
+    rdf_sampling_floor,
     rdf_scores,
     spearman,
     trajectory_metrics,
@@ -49,7 +49,7 @@ def test_identical_trajectories_score_perfectly():
     assert math.isfinite(m["log10_msd_frame"])
     assert m["log10_msd_li"] == m["log10_msd_li_ref"]
     assert m["log10_msd_frame"] == m["log10_msd_frame_ref"]
-    assert m["rdf_mae"] == 0.0
+    assert m["rdf_mae"] == 0.0 and m["rdf_iae_A"] == 0.0
     assert m["overlap"] == pytest.approx(1.0) and m["overlap_sampled"] == pytest.approx(1.0)
     assert m["D_li"] == m["D_li_ref"] and m["D_li_std"] > 0
     summary = aggregate([{**m, "material": "toy", "temperature_K": 800.0, "stable": True}])
@@ -91,23 +91,57 @@ def test_brownian_simulator_reproduces_the_reference_msd(factor, expected_mae):
     assert parsed["summary"]["spearman_li"] is None
 
 
+def _rdf_by_ase(traj: Trajectory) -> np.ndarray:
+    """Total g(r) on 0.1-Å bins over [0, 5 Å] after the first 20 % of frames, from ASE's
+    neighbour list: N² normalisation and exact shell volumes, as the module documents."""
+    from ase import Atoms
+    from ase.neighborlist import neighbor_list
+
+    edges = np.linspace(0.0, 5.0, 51)
+    counts = np.zeros(50)
+    kept = traj.positions[int(np.floor(0.2 * traj.n_frames)) :]
+    for x in kept:
+        atoms = Atoms(numbers=traj.numbers, positions=x, cell=traj.cell, pbc=True)
+        counts += np.histogram(neighbor_list("d", atoms, 5.0), bins=edges)[0]
+    shells = 4.0 / 3.0 * np.pi * np.diff(edges**3)
+    n = len(traj.numbers)
+    return counts * abs(np.linalg.det(traj.cell)) / (n * n * len(kept) * shells)
+
+
+def test_rdf_mae_is_the_papers_mean_over_bins_up_to_5_angstrom():
+    """Seed 001 eq. 18 as the LiFlow authors evaluate it: mean |Δg| on 0.1-Å bins to 5 Å,
+    dimensionless, whatever the overlap grid (here r_max 5 Å too, on 0.05-Å bins)."""
+    slow, fast = reference(0.02, seed=3), reference(0.5, seed=4)
+    expected = np.mean(np.abs(_rdf_by_ase(fast) - _rdf_by_ase(slow)))
+    scores = rdf_scores(fast, slow)
+    assert expected > 0.01
+    assert scores["rdf_mae"] == pytest.approx(expected, rel=1e-9)
+    # The integral on the overlap grid is in Å and ~5× larger on this 5-Å range.
+    assert scores["rdf_iae_A"] == pytest.approx(5.0 * expected, rel=0.3)
+
+
 def test_rdf_floor_is_the_reference_against_its_own_frames_at_rollout_spacing():
     ref = reference(0.1)  # 0.5-ps frames
     # a crystal that never moves has the same RDF in every frame: no sampling error
     still = dataclasses.replace(ref, positions=np.repeat(ref.positions[:1], ref.n_frames, 0))
-    assert rdf_mae_floor(still, 1.0) == pytest.approx(0.0, abs=1e-12)
-    # otherwise it is the RDF MAE of every 2nd frame against all of them, and it shrinks
+    assert rdf_sampling_floor(still, 1.0)["rdf_mae_floor"] == pytest.approx(0.0, abs=1e-12)
+    # otherwise it is the RDF error of every 2nd frame against all of them, and it shrinks
     # as more frames are kept
-    floor = rdf_mae_floor(ref, 1.0)
-    assert floor == rdf_scores(ref[::2], ref)[0] and floor > 0.0
-    assert rdf_mae_floor(ref, 5.0) > floor
-    assert rdf_mae_floor(ref, 0.5) == pytest.approx(0.0, abs=1e-12)  # every frame kept
-    assert math.isnan(rdf_mae_floor(ref, 100.0))  # one frame left
+    floors = rdf_sampling_floor(ref, 1.0)
+    floor = floors["rdf_mae_floor"]
+    scores = rdf_scores(ref[::2], ref)
+    assert floor == scores["rdf_mae"] and floor > 0.0
+    assert floors["rdf_iae_floor_A"] == scores["rdf_iae_A"]
+    assert rdf_sampling_floor(ref, 5.0)["rdf_mae_floor"] > floor
+    every = rdf_sampling_floor(ref, 0.5)  # every frame kept
+    assert every == pytest.approx({"rdf_mae_floor": 0.0, "rdf_iae_floor_A": 0.0}, abs=1e-12)
+    assert all(math.isnan(v) for v in rdf_sampling_floor(ref, 100.0).values())  # one frame
     report = evaluate(
         BrownianSimulator(), [ref], n_seeds=1, step_ps=STEP_PS, knobs_for=brownian_knobs
     )
     assert report.records[0]["rdf_mae_floor"] == floor
     assert report.summary["rdf_mae_floor"] == floor
+    assert report.summary["rdf_iae_floor_A"] == floors["rdf_iae_floor_A"]
 
 
 def test_failed_rollout_counts_as_unstable():

@@ -36,6 +36,7 @@ def test_card_summary_says_what_and_how_well():
     line = helpers.card_summary(BUNDLED_CARD)
     assert line.startswith("liflow_LGPS: trained on LGPS at 600–1200 K (Li/P/S/Ge)")
     assert "log10 MSD_Li MAE 0.21" in line and "stable 100 %" in line
+    assert "RDF MAE 0.151," in line  # dimensionless (eq. 18), no unit
     assert "\n" not in line
 
 
