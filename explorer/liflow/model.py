@@ -132,6 +132,26 @@ class FlowModel(nn.Module):
         filters = tuple(m.geometry_filter(0, rbf, envelope) for m in self.messages)
         return (vec / length.unsqueeze(-1), envelope, *filters)
 
+    def node_conditioning(
+        self,
+        numbers: torch.Tensor,
+        temperature_K: torch.Tensor | float,
+        batch: torch.Tensor,
+        like: torch.Tensor,
+    ) -> torch.Tensor:
+        """(N, F) species + temperature embedding: the scalar node features that every
+        flow step of one propagation shares (only the flow-time embedding changes).
+
+        Computed eagerly once per flow, it also keeps the vocabulary check (a data-dependent
+        branch that ``torch.compile`` cannot trace) out of the compiled per-step network.
+        ``like`` gives dtype and device.
+
+        Raises:
+            UnknownElementError: an atomic number outside ``config.elements``.
+        """
+        temps = _per_atom(temperature_K, batch, like, "temperature_K")
+        return self.species(numbers) + self.temperature_embedding(temps)
+
     def forward(
         self,
         numbers: torch.Tensor,
@@ -143,6 +163,7 @@ class FlowModel(nn.Module):
         batch: torch.Tensor | None = None,
         graph: PeriodicGraph | None = None,
         current: tuple[torch.Tensor, ...] | None = None,
+        conditioning: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict the flow velocity of every atom.
 
@@ -157,6 +178,8 @@ class FlowModel(nn.Module):
             graph: a graph from :meth:`build_graph` on these ``positions``; built if absent.
             current: :meth:`current_geometry` of these ``positions`` and ``graph``: what
                 depends on x alone, computed once for all flow steps (same result).
+            conditioning: :meth:`node_conditioning` of these ``numbers`` and
+                ``temperature_K`` (then neither is read again; same result).
 
         Returns:
             (N, 3) velocity in Å per unit flow time, dtype of ``positions``.
@@ -184,9 +207,10 @@ class FlowModel(nn.Module):
         rbfs = (None, self.rbf(length_t + self.config.distance_offset))
         units = (unit, vec_t / length_t.unsqueeze(-1))
 
-        temps = _per_atom(temperature_K, batch, positions, "temperature_K")
+        if conditioning is None:
+            conditioning = self.node_conditioning(numbers, temperature_K, batch, positions)
         times = _per_atom(flow_time, batch, positions, "flow_time")
-        s = self.species(numbers) + self.temperature_embedding(temps) + self.time_embedding(times)
+        s = conditioning + self.time_embedding(times)
         v = displacement.unsqueeze(-1) * self.displacement_weight.to(positions.dtype)
 
         for message, update, w in zip(self.messages, self.updates, fixed, strict=True):

@@ -23,9 +23,19 @@ TARGETS: tuple[tuple[str, str, str, Any], ...] = (
     ("mae_log10_msd_li", "log10 MSD_Li MAE", "≤ 0.3", lambda v: v <= 0.3),
     ("spearman_li", "Spearman ρ (Li)", "≥ 0.8", lambda v: v >= 0.8),
     ("mae_log10_msd_frame", "log10 MSD_frame MAE", "—", None),
-    ("rdf_mae", "RDF MAE (eq. 18: mean abs. error of g on 0.1-Å bins to 5 Å)", "≤ 0.08", lambda v: v <= 0.08),
+    (
+        "rdf_mae",
+        "RDF MAE (eq. 18: mean abs. error of g on 0.1-Å bins to 5 Å)",
+        "≤ 0.08",
+        lambda v: v <= 0.08,
+    ),
     ("rdf_mae_floor", "RDF MAE of the reference at the rollout's frame times", "—", None),
-    ("rdf_iae_A", "RDF integrated error ∫ abs(Δg) dr to half the cell width, Å (the RDF MAE before 2026-12)", "—", None),
+    (
+        "rdf_iae_A",
+        "RDF integrated error ∫ abs(Δg) dr to half the cell width, Å (the RDF MAE before 2026-12)",
+        "—",
+        None,
+    ),
     (
         "corrector_rdf_bias",
         "RDF MAE one correction (Corrector, then fine Corrector where bundled) adds to 200 "

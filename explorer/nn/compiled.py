@@ -21,16 +21,21 @@ __all__ = ["CompiledOrEager", "maybe_compile"]
 class CompiledOrEager:
     """Callable that forwards to ``torch.compile(module)`` until compiling fails once.
 
+    ``module`` may also be a plain function or bound method (e.g. a model's
+    ``current_geometry``): it is compiled and called the same way.
+
     Only compiler failures (``torch._dynamo.exc.TorchDynamoException``: no C++ compiler,
     an unsupported op) switch to eager mode; errors raised by the model itself (unknown
     elements, bad shapes) propagate unchanged, compiled or not.
 
     Attributes:
-        module: the eager module (parameters are shared with the compiled one).
+        module: the eager module or function (parameters are shared with the compiled one).
         compiled: whether calls still go through the compiled module.
     """
 
-    def __init__(self, module: nn.Module, log: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, module: nn.Module | Callable[..., Any], log: Callable[[str], None] | None = None
+    ) -> None:
         self.module = module
         self._compiled: Callable[..., Any] | None = torch.compile(module, dynamic=True)
         self._log = log
@@ -53,7 +58,7 @@ class CompiledOrEager:
 
 
 def maybe_compile(
-    module: nn.Module, enabled: bool, log: Callable[[str], None] | None = None
+    module: nn.Module | Callable[..., Any], enabled: bool, log: Callable[[str], None] | None = None
 ) -> Callable[..., Any]:
-    """``CompiledOrEager(module)`` when ``enabled``, else the module itself."""
+    """``CompiledOrEager(module)`` when ``enabled``, else the module (or function) itself."""
     return CompiledOrEager(module, log) if enabled else module

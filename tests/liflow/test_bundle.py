@@ -260,9 +260,7 @@ def test_report_says_where_and_how_long_modules_trained(built):
     assert text.count("(on cuda") == 2
 
 
-def test_reevaluation_redoes_the_cards_metrics_from_the_same_rollouts(
-    built, references, tmp_path
-):
+def test_reevaluation_redoes_the_cards_metrics_from_the_same_rollouts(built, references, tmp_path):
     import shutil
 
     plan, card_path, _, _ = built
@@ -308,9 +306,10 @@ def test_report_marks_misses_and_undefined_metrics():
     assert by["RDF integrated error ∫ abs(Δg) dr to half the cell width, Å"] == ("0.500", "")
     assert not any("|" in label for label, *_ in rows)  # Markdown table cells
     # the target is the paper's dimensionless MAE: 0.09 misses it
-    assert dict((r[0].split(" (")[0], r[3]) for r in metric_rows({"rdf_mae": 0.09}))[
-        "RDF MAE"
-    ] == "misses"
+    assert (
+        dict((r[0].split(" (")[0], r[3]) for r in metric_rows({"rdf_mae": 0.09}))["RDF MAE"]
+        == "misses"
+    )
     assert by["stable rollouts"] == ("75 %", "misses")
 
 

@@ -142,6 +142,14 @@ def test_current_geometry_computed_once_gives_the_same_field(model: FlowModel) -
         once = model(numbers, x, displaced, cell, 900.0, t, graph=graph, current=current)
         each = model(numbers, x, displaced, cell, 900.0, t, graph=graph)
         torch.testing.assert_close(once, each, rtol=0, atol=0)
+    # So do the species and temperature features, computed once.
+    conditioning = model.node_conditioning(numbers, 900.0, torch.zeros_like(numbers), x)
+    with_all = model(
+        numbers, x, d, cell, 900.0, 0.4, graph=graph, current=current, conditioning=conditioning
+    )
+    torch.testing.assert_close(with_all, model(numbers, x, d, cell, 900.0, 0.4), rtol=0, atol=0)
+    hotter = model.node_conditioning(numbers, 1200.0, torch.zeros_like(numbers), x)
+    assert not torch.allclose(with_all, model(numbers, x, d, cell, 900.0, 0.4, conditioning=hotter))
     # Terms of another structure do change the field: they are used, not ignored.
     other = model.current_geometry(x + 0.3 * d, cell, graph)
     moved = model(numbers, x, d, cell, 900.0, 0.4, graph=graph, current=other)

@@ -256,10 +256,13 @@ def test_compile_routes_both_flows_through_the_compiled_networks(monkeypatch):
     prop, corr = tiny_model(0), tiny_model(1)
     sim = LiFlowSimulator(prop, corr, PRIOR, compile=True)
     eager = LiFlowSimulator(tiny_model(0), tiny_model(1), PRIOR)
-    assert compiled == [prop, corr]
+    # each network, and each one's edge terms of the current structure (once per flow)
+    geometries = [prop.current_geometry, corr.current_geometry]
+    assert compiled == [prop, corr, *geometries]
     a = sim.step(sim.prepare(structure(), 800.0, flow_steps=3, corrector_strength=1.0, seed=4))
     b = eager.step(eager.prepare(structure(), 800.0, flow_steps=3, corrector_strength=1.0, seed=4))
     assert calls.count(prop) == 3 and calls.count(corr) == 3
+    assert [calls.count(g) for g in geometries] == [1, 1]
     torch.testing.assert_close(a.positions, b.positions)  # same networks, same draws
 
 

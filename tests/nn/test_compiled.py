@@ -58,3 +58,13 @@ def test_maybe_compile_off_returns_the_module_itself():
     module = Doubler()
     assert maybe_compile(module, False) is module
     assert isinstance(maybe_compile(module, True), CompiledOrEager)
+
+
+def test_a_plain_function_compiles_and_falls_back_the_same_way(monkeypatch):
+    compile_, calls = fake_compile("compiler")
+    monkeypatch.setattr(compiled_module.torch, "compile", compile_)
+    module = Doubler()
+    wrapped = maybe_compile(module.forward, True)
+    assert isinstance(wrapped, CompiledOrEager)
+    assert torch.equal(wrapped(torch.ones(1, 3)), torch.full((1, 3), 2.0)) and len(calls) == 1
+    assert not wrapped.compiled
