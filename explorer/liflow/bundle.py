@@ -87,7 +87,7 @@ KNOB_STUDY_MATERIAL = "LGPS"
 KNOB_PRIOR_SCALES = (0.5, 1.0, 2.0)
 KNOB_CORRECTOR_STRENGTHS = (0.0, 0.5, 1.0)
 #: Materials whose bundle has no fine Corrector. Li3InCl6: with a 0.2-Å fine Corrector
-#: its RDF MAE fell (0.60 → 0.46) but its Li MSD error rose past the target (0.27 →
+#: its RDF ∫|Δg| dr fell (0.60 → 0.46 Å) but its Li MSD error rose past the target (0.27 →
 #: 0.37; 600 K stays frozen) and Ea left the reference CI (0.28 → 0.31 eV), while LGPS,
 #: Li3PS4-β, Li6PS5Cl and the multi-material model improved or held on every count.
 #: Chosen on the evaluation itself (3 seeds per reference), so not a blind choice.
@@ -130,18 +130,21 @@ class BundleSettings:
             drifting by tenths of an Å per step, which a 0.1-Å Corrector cannot pull
             back; measured on LGPS (3 seeds × 25 ps at 600–1200 K, 1,000 Corrector
             steps): σ_max 0.1 / 0.3 / 0.5 Å gave 58 / 93 / 100 % stable rollouts and
-            RDF MAE 1.29 / 0.62 / 0.69 with the Li MSD error unchanged (0.105 / 0.121 /
-            0.096 in log10). The price is structure: a 0.5-Å Corrector also moves atoms
-            of clean MD frames (``corrector_rdf_bias`` 0.31 on LGPS, against 0.11 for
-            0.3 or 0.2 Å). With the GPU-trained LGPS Propagator, 2,000-step Correctors
-            at 0.2 / 0.3 / 0.5 Å gave 92 / 100 / 100 % stable rollouts, RDF MAE 0.60 /
-            0.52 / 0.64 and Spearman ρ 0.85 / 0.76 / 0.86 (3 seeds; with 6 seeds 0.3 /
+            RDF ∫|Δg| dr 1.29 / 0.62 / 0.69 Å (the RDF error as measured before
+            2026-12) with the Li MSD error unchanged (0.105 / 0.121 / 0.096 in log10).
+            The price is structure: a 0.5-Å Corrector also moves atoms of clean MD
+            frames (``corrector_rdf_bias``, then also an ∫|Δg| dr: 0.31 Å on LGPS,
+            against 0.11 Å for 0.3 or 0.2 Å). With the GPU-trained LGPS Propagator,
+            2,000-step Correctors at 0.2 / 0.3 / 0.5 Å gave 92 / 100 / 100 % stable
+            rollouts, RDF ∫|Δg| dr 0.60 / 0.52 / 0.64 Å and Spearman ρ 0.85 / 0.76 /
+            0.86 (3 seeds; with 6 seeds 0.3 /
             0.5 Å gave ρ 0.78 / 0.82), so the shipped checkpoints keep 0.5 Å.
         fine_corrector_noise_A: σ_max of the fine Corrector, Å, trained for
             ``corrector_steps`` like the Corrector and run after it (None: no fine
             Corrector). On LGPS a 0.2-Å fine Corrector after the 0.5-Å one lowered the
-            RDF MAE of 25-ps rollouts from 0.65 to 0.45 (8 rollouts, 600–1200 K, all
-            stable, Li MSD error 0.17 either way); the 0.2-Å Corrector alone gave 0.69.
+            RDF ∫|Δg| dr of 25-ps rollouts from 0.65 to 0.45 Å (8 rollouts, 600–1200
+            K, all stable, Li MSD error 0.17 either way); the 0.2-Å Corrector alone
+            gave 0.69 Å.
         eval_every, patience: validation interval (steps) and early-stopping patience.
         batch_size, lr: pairs per step, Adam learning rate (16, 3e-4 as the paper).
         seed: seeds training and the evaluation rollouts.

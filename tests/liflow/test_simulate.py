@@ -266,6 +266,25 @@ def test_compile_routes_both_flows_through_the_compiled_networks(monkeypatch):
     torch.testing.assert_close(a.positions, b.positions)  # same networks, same draws
 
 
+def test_compiled_batches_keep_the_structure_count_symbolic(monkeypatch):
+    """A batch re-sampling one structure must not make torch.compile build new graphs
+    for B = 1: the cells' batch dimension is marked unbacked before every compiled flow."""
+    marked: list[tuple[int, ...]] = []
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: module)
+    monkeypatch.setattr(
+        torch._dynamo.decorators, "mark_unbacked", lambda t, d: marked.append((t.dim(), d))
+    )
+    compiled = LiFlowSimulator(tiny_model(0), tiny_model(1), PRIOR, compile=True)
+    batch = compiled.prepare_batch([structure(), structure()], [800.0, 900.0], flow_steps=2)
+    compiled.step(batch)
+    assert marked and set(marked) == {(3, 0)}  # (B, 3, 3) cells, dimension 0
+    marked.clear()
+    compiled.step(compiled.prepare(structure(), 800.0, flow_steps=2))  # (3, 3): nothing
+    eager = LiFlowSimulator(tiny_model(0), tiny_model(1), PRIOR)
+    eager.step(eager.prepare_batch([structure(), structure()], [800.0, 900.0], flow_steps=2))
+    assert marked == []
+
+
 def test_a_batch_redraws_only_the_structures_whose_step_was_rejected() -> None:
     sizes: list[int] = []
 
@@ -435,7 +454,9 @@ def test_the_fine_corrector_runs_after_the_corrector_on_its_output() -> None:
         fine.times.clear()
         state = sim.prepare(atoms, temperature_K=800.0, corrector_strength=s, seed=2)
         delta[s] = sim.propose(state)
-        assert len(fine.times) == (0 if s == 0.0 else 10)  # off at strength 0
+        # off at strength 0; half the flow steps of the others (10) otherwise
+        assert len(fine.times) == (0 if s == 0.0 else 5) and len(coarse.times) == 10 * (s > 0)
+        coarse.times.clear()
     # The fine Corrector sees the structure the Corrector left: atom 0 moved by ~1 Å in
     # x (s = 1), the rest only by the Propagator's prior draw (σ ≈ 0.1 Å).
     moved = (seen[-1] - torch.as_tensor(atoms.positions)).abs()
@@ -446,6 +467,12 @@ def test_the_fine_corrector_runs_after_the_corrector_on_its_output() -> None:
         step = delta[s] - delta[0.0]
         assert float(step[0, 0]) == pytest.approx(s * (1 - share[0]), abs=0.1)
         assert float(step[1, 1]) == pytest.approx(s * (1 - share[1]), abs=0.1)
+    # ⌈N / 2⌉ of an odd N, and at least one step; the other flows keep N.
+    for n, expected in ((3, 2), (1, 1)):
+        fine.times.clear()
+        sim.propose(sim.prepare(atoms, 800.0, flow_steps=n, seed=2))
+        assert len(fine.times) == expected
+        assert sim.flow_steps_of(sim.corrector, sim.prepare(atoms, 800.0, flow_steps=n)) == n
     # correct(): one full pass of both.
     corrected = sim.correct(atoms, 800.0, seed=4).positions - atoms.positions
     assert corrected[0, 0] > 0.9 and corrected[1, 1] > 0.9
