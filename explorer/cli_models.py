@@ -63,7 +63,9 @@ def _add_liflow_rollout(families: argparse._SubParsersAction) -> None:
         default=1.0,
         help="0 (off) … 1 (full: Corrector, then fine Corrector where bundled, every step)",
     )
-    p.add_argument("--flow-steps", type=int, default=10, help="Euler steps per flow")
+    p.add_argument(
+        "--flow-steps", type=int, default=10, help="Euler steps per flow (half for a fine Corrector)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.set_defaults(handler=_run_liflow_rollout)

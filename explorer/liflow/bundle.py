@@ -620,8 +620,9 @@ def reevaluate_bundle(
     """Evaluate a bundled checkpoint again, as it was evaluated when built, into its card.
 
     The weights stay as they are; the card's ``settings`` (seeds, rollout length, device)
-    and the bundle's plan (held-out set, knob study) are reused, so the same rollouts are
-    drawn and only the metrics' definitions can change the numbers. The card records
+    and the bundle's plan (held-out set, knob study) are reused, so the rollouts draw the
+    same seeds: what changes the numbers is the code (metric definitions, the simulator)
+    and, through 25 chaotic steps, the last bits of compiled arithmetic. The card records
     ``evaluation_command`` and ``evaluation_date``. ``plan`` replaces the planned
     bundle of that name (:func:`bundle_plans`).
     """

@@ -11,7 +11,7 @@ trajectory with its reference:
   (dimensionless, the mean |Δg| over the bins: the LiFlow authors' evaluation, and the
   unit of the paper's 0.07–0.17 and of the 0.08 target), ``rdf_mae``; the same
   integral without the 1/r_max on the overlap grid, ``rdf_iae_A`` (Å; what this module
-  reported as the RDF MAE before 2026-12, 4.3–5× ``rdf_mae`` on the bundled cells);
+  reported as the RDF MAE before 2026-12, 4.8–5.5× ``rdf_mae`` on the bundled cells);
   and the minimum pair overlap score (seed 004 eq. 7) on that grid (common half-cell
   r_max, 0.05-Å bins);
 * D_Li ± σ (Å²/ps) of both trajectories from the MSD slope (eq. 17).
