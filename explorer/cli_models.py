@@ -64,7 +64,7 @@ def _add_liflow_rollout(families: argparse._SubParsersAction) -> None:
         help="0 (off) … 1 (full: Corrector, then fine Corrector where bundled, every step)",
     )
     p.add_argument(
-        "--flow-steps", type=int, default=10, help="Euler steps per flow (half for a fine Corrector)"
+        "--flow-steps", type=int, default=10, help="Euler steps per flow (fine Corrector: half)"
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")

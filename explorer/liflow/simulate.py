@@ -457,7 +457,8 @@ class LiFlowSimulator:
         Corrector, its correction of x + c added the same way; mass-weighted centre
         of mass kept; 10 Euler flow steps (5 for the fine Corrector), like a rollout's
         default. On a structure that needs no correction (an MD frame) a good Corrector
-        moves atoms little and keeps the RDF; :func:`explorer.liflow.evaluate.corrector_rdf_bias` measures that.
+        moves atoms little and keeps the RDF;
+        :func:`explorer.liflow.evaluate.corrector_rdf_bias` measures that.
 
         Raises:
             MDConfigError: the checkpoint has no Corrector.
