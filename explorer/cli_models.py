@@ -66,6 +66,12 @@ def _add_liflow_rollout(families: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--flow-steps", type=int, default=10, help="Euler steps per flow (fine Corrector: half)"
     )
+    p.add_argument(
+        "--corrector-start",
+        choices=("sample", "mean"),
+        default="sample",
+        help="Correctors' flows from a prior draw (paper) or its mean (authors' test script)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.set_defaults(handler=_run_liflow_rollout)
@@ -91,6 +97,7 @@ def _run_liflow_rollout(args: argparse.Namespace) -> int:
         "prior_scale_frame": args.prior_scale_frame,
         "corrector_strength": args.corrector_strength,
         "flow_steps": args.flow_steps,
+        "corrector_start": args.corrector_start,
         "seed": args.seed,
         "device": args.device,
     }
@@ -148,6 +155,12 @@ def _add_liflow_eval(families: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="LiFlow steps (default: the reference length)")
     p.add_argument("--corrector-strength", type=float, default=1.0)
     p.add_argument("--flow-steps", type=int, default=10)
+    p.add_argument(
+        "--corrector-start",
+        choices=("sample", "mean"),
+        default="sample",
+        help="Correctors' flows from a prior draw (paper) or its mean (authors' test script)",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.add_argument(
@@ -175,6 +188,7 @@ def _run_liflow_eval(args: argparse.Namespace) -> int:
     knobs = {
         "corrector_strength": args.corrector_strength,
         "flow_steps": args.flow_steps,
+        "corrector_start": args.corrector_start,
         "device": args.device,
     }
     report = evaluate(

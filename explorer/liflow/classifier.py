@@ -26,7 +26,9 @@ temperature. Our version:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import sys
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -76,7 +78,10 @@ def load_chgnet() -> Any:
     if _CHGNET is None:
         from chgnet.model import CHGNet
 
-        _CHGNET = CHGNet.load(model_name="0.3.0", use_device="cpu", verbose=False)
+        # CHGNet prints a banner on stdout even with verbose=False; stdout belongs to
+        # the caller (``accelmd eval liflow --json`` prints its report there).
+        with contextlib.redirect_stdout(sys.stderr):
+            _CHGNET = CHGNet.load(model_name="0.3.0", use_device="cpu", verbose=False)
     return _CHGNET
 
 

@@ -31,6 +31,16 @@ def chgnet():
     return load_chgnet()
 
 
+def test_loading_chgnet_keeps_stdout_clean(monkeypatch, capsys):
+    """CHGNet's banner goes to stderr: ``accelmd eval liflow --json`` owns stdout."""
+    import explorer.liflow.classifier as classifier
+
+    monkeypatch.setattr(classifier, "_CHGNET", None)
+    assert load_chgnet() is not None
+    out, err = capsys.readouterr()
+    assert out == "" and "CHGNet" in err
+
+
 @pytest.fixture(scope="module")
 def licl() -> Atoms:
     atoms = bulk("LiCl", "rocksalt", a=5.13, cubic=True)

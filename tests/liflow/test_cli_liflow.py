@@ -70,10 +70,12 @@ def test_rollout_without_a_checkpoint_says_what_to_do(tmp_path, capsys, monkeypa
 def test_rollout_without_a_checkpoint_takes_the_material_s_bundled_one(tmp_path):
     out = tmp_path / "x.h5"
     code = main(["rollout", "liflow", "--material", "LGPS", "--temperature", "900", "--steps",
-                 "1", "--flow-steps", "2", "--device", "cpu", "--out", str(out)])  # fmt: skip
+                 "1", "--flow-steps", "2", "--device", "cpu", "--corrector-start", "mean",
+                 "--out", str(out)])  # fmt: skip
     assert code == 0
     traj = read_h5md(out)
     assert traj.metadata["checkpoint"] == "liflow_LGPS" and traj.n_frames == 2
+    assert traj.metadata["knobs"]["corrector_start"] == "mean"
 
 
 def test_eval_reports_metrics_against_references(trained, capsys):

@@ -132,6 +132,27 @@ def test_corrector_strength_is_a_linear_monotone_blend() -> None:
     assert sizes == sorted(sizes)
 
 
+def test_corrector_start_at_the_prior_mean_drops_only_the_correctors_draw() -> None:
+    """``corrector_start="mean"``: the Correctors start from zero displacement (the authors'
+    test script), so a field moving atom 0 by 1 Å along x corrects by exactly that; the
+    Propagator's draw is the same as with sampled starts (same random stream)."""
+    atoms = structure()
+    sim = simulator(Spy(_push(0, 0)))
+    sampled = sim.propose(sim.prepare(atoms, 800.0, seed=5))
+    mean = sim.propose(sim.prepare(atoms, 800.0, seed=5, corrector_start="mean"))
+    plain = simulator(None)
+    uncorrected = plain.propose(plain.prepare(atoms, 800.0, seed=5))
+    masses = torch.as_tensor(atoms.get_masses())
+    push = torch.zeros_like(mean)
+    push[0, 0] = 1.0
+    push -= masses @ push / masses.sum()  # the step's centre-of-mass drift is removed
+    torch.testing.assert_close(mean, uncorrected + push, rtol=0, atol=1e-9)
+    # sampled starts add the Corrector prior's draw on top: a different, noisier step
+    assert float((sampled - uncorrected - push).abs().max()) > 1e-3
+    with pytest.raises(MDConfigError, match="corrector_start"):
+        sim.prepare(atoms, 800.0, corrector_start="median")
+
+
 def test_prior_scale_knobs_scale_sigma_by_sqrt() -> None:
     sim, atoms = simulator(), structure()
     base = sim.prepare(atoms, temperature_K=800.0)
