@@ -64,7 +64,7 @@ def _add_liflow_rollout(families: argparse._SubParsersAction) -> None:
         help="0 (off) … 1 (full: Corrector, then fine Corrector where bundled, every step)",
     )
     p.add_argument(
-        "--flow-steps", type=int, default=10, help="Euler steps per flow (fine Corrector: half)"
+        "--flow-steps", type=int, default=10, help="Propagator Euler steps (Correctors: half)"
     )
     p.add_argument(
         "--corrector-start",

@@ -282,7 +282,7 @@ def test_compile_routes_both_flows_through_the_compiled_networks(monkeypatch):
     assert compiled == [prop, corr, *geometries]
     a = sim.step(sim.prepare(structure(), 800.0, flow_steps=3, corrector_strength=1.0, seed=4))
     b = eager.step(eager.prepare(structure(), 800.0, flow_steps=3, corrector_strength=1.0, seed=4))
-    assert calls.count(prop) == 3 and calls.count(corr) == 3
+    assert calls.count(prop) == 3 and calls.count(corr) == 2  # Corrector: ⌈3 / 2⌉ steps
     assert [calls.count(g) for g in geometries] == [1, 1]
     torch.testing.assert_close(a.positions, b.positions)  # same networks, same draws
 
@@ -475,8 +475,8 @@ def test_the_fine_corrector_runs_after_the_corrector_on_its_output() -> None:
         fine.times.clear()
         state = sim.prepare(atoms, temperature_K=800.0, corrector_strength=s, seed=2)
         delta[s] = sim.propose(state)
-        # off at strength 0; half the flow steps of the others (10) otherwise
-        assert len(fine.times) == (0 if s == 0.0 else 5) and len(coarse.times) == 10 * (s > 0)
+        # off at strength 0; both Correctors on half the Propagator's flow steps (10)
+        assert len(fine.times) == (0 if s == 0.0 else 5) and len(coarse.times) == 5 * (s > 0)
         coarse.times.clear()
     # The fine Corrector sees the structure the Corrector left: atom 0 moved by ~1 Å in
     # x (s = 1), the rest only by the Propagator's prior draw (σ ≈ 0.1 Å).
@@ -488,12 +488,14 @@ def test_the_fine_corrector_runs_after_the_corrector_on_its_output() -> None:
         step = delta[s] - delta[0.0]
         assert float(step[0, 0]) == pytest.approx(s * (1 - share[0]), abs=0.1)
         assert float(step[1, 1]) == pytest.approx(s * (1 - share[1]), abs=0.1)
-    # ⌈N / 2⌉ of an odd N, and at least one step; the other flows keep N.
+    # ⌈N / 2⌉ of an odd N, and at least one step; the Propagator keeps N.
     for n, expected in ((3, 2), (1, 1)):
         fine.times.clear()
         sim.propose(sim.prepare(atoms, 800.0, flow_steps=n, seed=2))
         assert len(fine.times) == expected
-        assert sim.flow_steps_of(sim.corrector, sim.prepare(atoms, 800.0, flow_steps=n)) == n
+        state = sim.prepare(atoms, 800.0, flow_steps=n)
+        assert sim.flow_steps_of(sim.corrector, state) == expected
+        assert sim.flow_steps_of(sim.propagator, state) == n
     # correct(): one full pass of both.
     corrected = sim.correct(atoms, 800.0, seed=4).positions - atoms.positions
     assert corrected[0, 0] > 0.9 and corrected[1, 1] > 0.9
