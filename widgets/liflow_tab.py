@@ -313,7 +313,7 @@ class LiFlowTab(LiFlowRun, RolloutTab):
         )  # fmt: skip
         self.flow_steps = w.IntSlider(
             value=10, min=1, max=50, description="flow steps", style=_STYLE,
-            tooltip="Euler steps per flow integration",
+            tooltip="Euler steps of the Propagator flow (the Correctors take half)",
         )  # fmt: skip
         self.n_steps = w.BoundedIntText(
             value=20, min=1, max=10000, description="LiFlow steps", style=_STYLE
