@@ -66,12 +66,7 @@ def _add_liflow_rollout(families: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--flow-steps", type=int, default=10, help="Propagator Euler steps (Correctors: half)"
     )
-    p.add_argument(
-        "--corrector-start",
-        choices=("sample", "mean"),
-        default="sample",
-        help="Correctors' flows from a prior draw (paper) or its mean (authors' test script)",
-    )
+    _add_corrector_start(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.set_defaults(handler=_run_liflow_rollout)
@@ -98,6 +93,7 @@ def _run_liflow_rollout(args: argparse.Namespace) -> int:
         "corrector_strength": args.corrector_strength,
         "flow_steps": args.flow_steps,
         "corrector_start": args.corrector_start,
+        "corrector_every": args.corrector_every,
         "seed": args.seed,
         "device": args.device,
     }
@@ -142,6 +138,19 @@ def _default_liflow_checkpoint(material: str | None) -> str:
     )
 
 
+def _add_corrector_start(p: argparse.ArgumentParser) -> None:
+    """The Corrector schedule options shared by ``rollout`` and ``eval``."""
+    p.add_argument(
+        "--corrector-start",
+        choices=("sample", "mean"),
+        default="sample",
+        help="Correctors' flows from a prior draw (paper) or its mean (authors' test script)",
+    )
+    p.add_argument(
+        "--corrector-every", type=int, default=1, help="run the Correctors every K steps"
+    )
+
+
 # -- eval liflow --------------------------------------------------------------
 def _add_liflow_eval(families: argparse._SubParsersAction) -> None:
     p = families.add_parser("liflow", help="LiFlow rollouts from reference first frames")
@@ -155,12 +164,7 @@ def _add_liflow_eval(families: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="LiFlow steps (default: the reference length)")
     p.add_argument("--corrector-strength", type=float, default=1.0)
     p.add_argument("--flow-steps", type=int, default=10)
-    p.add_argument(
-        "--corrector-start",
-        choices=("sample", "mean"),
-        default="sample",
-        help="Correctors' flows from a prior draw (paper) or its mean (authors' test script)",
-    )
+    _add_corrector_start(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.add_argument(
@@ -189,6 +193,7 @@ def _run_liflow_eval(args: argparse.Namespace) -> int:
         "corrector_strength": args.corrector_strength,
         "flow_steps": args.flow_steps,
         "corrector_start": args.corrector_start,
+        "corrector_every": args.corrector_every,
         "device": args.device,
     }
     report = evaluate(

@@ -9,7 +9,9 @@ checkpoint card says otherwise):
    conditioned on x'; x'' = x' + s · c. s = 0 switches the Corrector off (it is not run),
    s = 1 applies the trained Corrector at full flow, and in between the structure is the
    linear interpolation (1 − s) · x' + s · (x' + c) between the uncorrected and the fully
-   corrected structure, so |x'' − x'| = s · |c| grows monotonically with s.
+   corrected structure, so |x'' − x'| = s · |c| grows monotonically with s. With
+   ``corrector_every`` = k the Correctors (2 and 2b) run only on steps k, 2k, … (the
+   official test script's ``corrector_every``; the paper's PPPC schedule is k = 4).
 2b. Fine Corrector (when the checkpoint has one; not in the paper): a second Corrector,
    trained on smaller noise (σ ≤ 0.2 Å instead of 0.5 Å), runs the same way on x'' and
    its correction is scaled by the same s: x''' = x'' + s · c_fine. The coarse Corrector
@@ -181,6 +183,7 @@ class LiFlowState:
     retries: int = 0
     prior_choices: tuple[dict[str, bool], ...] = ()
     corrector_start: str = "sample"
+    corrector_every: int = 1
 
 
 #: Where the Correctors' flows start (module doc, "Corrector start").
@@ -319,6 +322,7 @@ class LiFlowSimulator:
         device: str | None = None,
         prior_choices: Sequence[dict[str, bool]] | None = None,
         corrector_start: str = "sample",
+        corrector_every: int = 1,
     ) -> LiFlowState:
         """Initial state of B structures rolled out together (one graph, per-structure T).
 
@@ -337,10 +341,16 @@ class LiFlowSimulator:
             corrector_start: ``"sample"`` (the Correctors' flows start from a draw of
                 their prior, as trained and as the paper describes) or ``"mean"`` (from
                 the prior's mean, zero displacement, as the authors' test script does).
+            corrector_every: k; the Correctors run on every k-th step only (steps k, 2k,
+                …; 1 = every step), the paper's PPPC schedule for k = 4 (its Fig. S2).
         """
         if len(atoms_list) != len(temperatures_K) or not atoms_list:
             raise MDConfigError("need one temperature per structure and at least one structure")
         _check_knobs(corrector_strength, flow_steps)
+        if isinstance(corrector_every, bool) or not (
+            int(corrector_every) == corrector_every and corrector_every >= 1
+        ):
+            raise MDConfigError(f"corrector_every must be an integer >= 1, got {corrector_every}")
         if corrector_start not in CORRECTOR_STARTS:
             raise MDConfigError(
                 f"corrector_start must be one of {CORRECTOR_STARTS}, got {corrector_start!r}"
@@ -404,6 +414,7 @@ class LiFlowSimulator:
             time_step_ps=self.time_step_ps,
             prior_choices=tuple(choices),
             corrector_start=corrector_start,
+            corrector_every=int(corrector_every),
         )
 
     def prior_choices(
@@ -537,7 +548,10 @@ class LiFlowSimulator:
         return {"li": self.li_large, "frame": self.frame_large}
 
     def _runs_corrector(self, state: LiFlowState) -> bool:
-        return self.corrector is not None and state.corrector_strength > 0
+        """Whether the Correctors run in the step from ``state`` (step + 1 is a multiple
+        of ``corrector_every``; strength > 0)."""
+        due = (state.step + 1) % state.corrector_every == 0
+        return self.corrector is not None and state.corrector_strength > 0 and due
 
     def _draw_noise(self, state: LiFlowState, n_atoms: int) -> tuple[torch.Tensor, ...]:
         """ε ~ N(0, I) of shape (n_atoms, 3) for the Propagator and, if they run, the

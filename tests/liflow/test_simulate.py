@@ -153,6 +153,25 @@ def test_corrector_start_at_the_prior_mean_drops_only_the_correctors_draw() -> N
         sim.prepare(atoms, 800.0, corrector_start="median")
 
 
+def test_corrector_every_k_runs_the_correctors_on_steps_k_2k_only() -> None:
+    coarse, fine = Spy(zero), Spy(zero)
+    sim = LiFlowSimulator(Spy(zero), coarse, PRIOR, fine_corrector=fine)
+    state = sim.prepare(structure(), 800.0, flow_steps=2, corrector_every=3, seed=1)
+    ran = []
+    for _ in range(7):
+        before = len(coarse.times)
+        state = sim.step(state)
+        ran.append(len(coarse.times) > before)
+    assert ran == [False, False, True, False, False, True, False]
+    # two corrections of ⌈2 / 2⌉ = 1 Euler step each; the fine one follows the Corrector
+    assert len(coarse.times) == len(fine.times) == 2
+    every = sim.prepare(structure(), 800.0, flow_steps=2, seed=1)
+    assert every.corrector_every == 1 and sim._runs_corrector(every)
+    for bad in (0, 1.5, True):
+        with pytest.raises(MDConfigError, match="corrector_every"):
+            sim.prepare(structure(), 800.0, corrector_every=bad)
+
+
 def test_prior_scale_knobs_scale_sigma_by_sqrt() -> None:
     sim, atoms = simulator(), structure()
     base = sim.prepare(atoms, temperature_K=800.0)
