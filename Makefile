@@ -74,7 +74,8 @@ CG_TRAIN_FILES := $(foreach k,000 001 002 003 004 005 006 007 008 009 010 011,sa
 
 # Bundles whose Corrector and fine Corrector train 2,000 steps (CPU default: 1,000) on the
 # Propagator that `--bundle all` trained for them (2026-12-05: RDF MAE 0.089 -> 0.070 and
-# 0.097 -> 0.093, Li MSD error 0.087 -> 0.058 and 0.085 -> 0.075; README).
+# 0.097 -> 0.093, Li MSD error 0.087 -> 0.058 and 0.085 -> 0.075; Li3InCl6 got worse and
+# stays at 1,000; README).
 LIFLOW_C2000 := Li6PS5Cl Li3PS4-beta
 
 # The bundled LiFlow checkpoints (per training material + multi-material), trained on
