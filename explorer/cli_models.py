@@ -66,7 +66,7 @@ def _add_liflow_rollout(families: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--flow-steps", type=int, default=10, help="Propagator Euler steps (Correctors: half)"
     )
-    _add_corrector_start(p)
+    _add_corrector_schedule(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.set_defaults(handler=_run_liflow_rollout)
@@ -138,7 +138,7 @@ def _default_liflow_checkpoint(material: str | None) -> str:
     )
 
 
-def _add_corrector_start(p: argparse.ArgumentParser) -> None:
+def _add_corrector_schedule(p: argparse.ArgumentParser) -> None:
     """The Corrector schedule options shared by ``rollout`` and ``eval``."""
     p.add_argument(
         "--corrector-start",
@@ -164,7 +164,7 @@ def _add_liflow_eval(families: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="LiFlow steps (default: the reference length)")
     p.add_argument("--corrector-strength", type=float, default=1.0)
     p.add_argument("--flow-steps", type=int, default=10)
-    _add_corrector_start(p)
+    _add_corrector_schedule(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.add_argument(
