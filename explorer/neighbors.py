@@ -90,6 +90,7 @@ __all__ = [
     "edge_vectors",
     "radius_graph",
     "radius_graph_from_atoms",
+    "reverse_edges",
 ]
 
 #: Names accepted by ``radius_graph(backend=...)``.
@@ -251,6 +252,36 @@ def edge_vectors(
             raise NeighborListError("edge_vectors needs batch with a (B, 3, 3) cell and B > 1")
         translations = torch.einsum("ek,ekl->el", shifts, cell[batch[i]])
     return positions[j] - positions[i] + translations
+
+
+def reverse_edges(graph: PeriodicGraph) -> torch.Tensor:
+    """(E,) int64: for every edge ``e = (i, j, S)`` the index of its reverse ``(j, i, −S)``.
+
+    Anything symmetric in the pair (a filter of the distance, an envelope) can then be
+    computed on one edge of each pair and shared; ``vectors[reverse] == −vectors`` exactly.
+    Relies on the full, (i, j, S)-sorted list of :func:`radius_graph`: the reverse keys are
+    looked up by binary search (no host sync).
+
+    Raises:
+        NeighborListError: an edge without its reverse (not a full list, or not sorted).
+    """
+    i, j = graph.edge_index[0], graph.edge_index[1]
+    if i.numel() == 0:
+        return torch.zeros(0, dtype=torch.int64, device=i.device)
+    shifts = graph.cell_shifts.to(torch.int64)
+    m = int(shifts.abs().max())
+    base = 2 * m + 1  # S + m in [0, 2m]: a symmetric code, so −S has one too
+
+    def key(a: torch.Tensor, b: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        code = ((s[:, 0] + m) * base + (s[:, 1] + m)) * base + (s[:, 2] + m)
+        return (a * graph.num_nodes + b) * base**3 + code
+
+    keys = key(i, j, shifts)  # increasing along the sorted list
+    wanted = key(j, i, -shifts)
+    reverse = torch.searchsorted(keys, wanted).clamp_(max=keys.numel() - 1)
+    if not bool((keys[reverse] == wanted).all()):
+        raise NeighborListError("reverse_edges needs the full, sorted list of radius_graph")
+    return reverse
 
 
 def radius_graph_from_atoms(

@@ -8,6 +8,9 @@ A PaiNN network with two edge geometries. For a structure with current positions
 * edges: a radius graph on x (cutoff r_c = 5 Å), built once and reused for every flow step;
   each edge carries r_ij = x_j − x_i + S·cell and r̃_ij = (x_j + d_j) − (x_i + d_i) + S·cell
   (same edge list and shifts S);
+* the filters depend on the distances only, which an edge and its reverse (j, i, −S)
+  share: they are computed on one edge of each pair and gathered for both (half of the
+  radial-filter products, the largest single cost of a flow step; same result);
 * radial features: Bessel basis of (|r| + δ) with δ = 0.5 Å offset ("we shift the distance
   by 0.5 Å", to tame the basis at small radii when atoms clash mid-flow); the basis has
   r_c + δ as its own cutoff so it vanishes when |r| reaches r_c;
@@ -25,11 +28,12 @@ translations of single atoms in x, and consistent under supercells (LiFlow eqs. 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from explorer.neighbors import PeriodicGraph, edge_vectors, radius_graph
+from explorer.neighbors import PeriodicGraph, edge_vectors, radius_graph, reverse_edges
 from explorer.nn import (
     BesselRBF,
     CosineCutoff,
@@ -40,11 +44,62 @@ from explorer.nn import (
     SpeciesEmbedding,
 )
 
-__all__ = ["FlowModel", "FlowModelConfig"]
+__all__ = ["CurrentGeometry", "EdgeHalves", "FlowModel", "FlowModelConfig", "edge_halves"]
 
 # Added to squared edge lengths: intermediate structures may place two atoms on top of
 # each other (|r̃| = 0), where the norm's gradient and the unit vector are undefined.
 _LENGTH_EPS2 = 1e-12
+
+
+class EdgeHalves(NamedTuple):
+    """One edge of each (i, j, S) / (j, i, −S) pair of a full radius graph.
+
+    Attributes:
+        half: (H,) indices of the kept edges (H = E / 2), each pair's first in the list.
+        gather: (E,) for every edge, the row of its pair among the ``half`` edges.
+        sign: (E,) int64, +1 where the edge is the kept one, −1 where it is the reverse
+            (its vector is the kept vector negated).
+    """
+
+    half: torch.Tensor
+    gather: torch.Tensor
+    sign: torch.Tensor
+
+
+def edge_halves(graph: PeriodicGraph) -> EdgeHalves:
+    """Pair the edges of ``graph`` with their reverses (:func:`reverse_edges`). Eager
+    only: the number of pairs is data-dependent (one host sync)."""
+    reverse = reverse_edges(graph)
+    ids = torch.arange(reverse.numel(), device=reverse.device)
+    kept = ids < reverse  # an edge is never its own reverse (S = 0 implies i != j)
+    slot = torch.cumsum(kept, 0) - 1
+    gather = torch.where(kept, slot, slot[reverse])
+    sign = torch.where(kept, 1, -1)
+    return EdgeHalves(kept.nonzero().squeeze(1), gather, sign)
+
+
+class CurrentGeometry(NamedTuple):
+    """The edge terms of the current structure x, shared by every flow step of one
+    propagation (:meth:`FlowModel.current_geometry`).
+
+    Attributes:
+        unit: (E, 3) unit vectors r̂.
+        envelope: (E,) cutoff envelope f_c(|r|).
+        filters: one (E, 3F) filter of |r| per layer.
+        half_edge_index, half_shifts: (2, H), (H, 3) the kept edge of each pair
+            (:class:`EdgeHalves`), on which the intermediate structure's filters are computed.
+        half_envelope: (H,) f_c on those edges.
+        gather: (E,) row of each edge's pair; ``sign``: (E,) ±1 in the positions' dtype.
+    """
+
+    unit: torch.Tensor
+    envelope: torch.Tensor
+    filters: tuple[torch.Tensor, ...]
+    half_edge_index: torch.Tensor
+    half_shifts: torch.Tensor
+    half_envelope: torch.Tensor
+    gather: torch.Tensor
+    sign: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -118,19 +173,34 @@ class FlowModel(nn.Module):
         return radius_graph(positions, cell, self.config.cutoff, batch=batch, pbc=pbc)
 
     def current_geometry(
-        self, positions: torch.Tensor, cell: torch.Tensor, graph: PeriodicGraph
-    ) -> tuple[torch.Tensor, ...]:
-        """(unit vectors r̂ (E, 3), envelope f_c(|r|) (E,), then each layer's filter of
-        |r| (E, 3F)): the edge terms of the current structure x, which every flow step
-        of one propagation shares (only d_t changes). Computing them once saves half of
-        the per-edge filter products of the later steps."""
+        self,
+        positions: torch.Tensor,
+        cell: torch.Tensor,
+        graph: PeriodicGraph,
+        halves: EdgeHalves | None = None,
+    ) -> CurrentGeometry:
+        """The edge terms of the current structure x (:class:`CurrentGeometry`), which
+        every flow step of one propagation shares (only d_t changes): computing them once
+        saves half of the per-edge filter products of the later steps. ``halves`` is
+        :func:`edge_halves` of ``graph`` (computed here if absent; pass it when this
+        method is compiled, since pairing the edges is data-dependent)."""
+        if halves is None:
+            halves = edge_halves(graph)
         cell = cell.to(positions.dtype)
         vec = edge_vectors(positions, cell, graph.edge_index, graph.cell_shifts, graph.batch)
         length = torch.sqrt(torch.sum(vec * vec, dim=-1) + _LENGTH_EPS2)
         rbf = self.rbf(length + self.config.distance_offset)
         envelope = self.envelope(length)
-        filters = tuple(m.geometry_filter(0, rbf, envelope) for m in self.messages)
-        return (vec / length.unsqueeze(-1), envelope, *filters)
+        return CurrentGeometry(
+            unit=vec / length.unsqueeze(-1),
+            envelope=envelope,
+            filters=tuple(m.geometry_filter(0, rbf, envelope) for m in self.messages),
+            half_edge_index=graph.edge_index[:, halves.half],
+            half_shifts=graph.cell_shifts[halves.half],
+            half_envelope=envelope[halves.half],
+            gather=halves.gather,
+            sign=halves.sign.to(positions.dtype),
+        )
 
     def node_conditioning(
         self,
@@ -162,7 +232,7 @@ class FlowModel(nn.Module):
         flow_time: torch.Tensor | float,
         batch: torch.Tensor | None = None,
         graph: PeriodicGraph | None = None,
-        current: tuple[torch.Tensor, ...] | None = None,
+        current: CurrentGeometry | None = None,
         conditioning: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict the flow velocity of every atom.
@@ -196,16 +266,18 @@ class FlowModel(nn.Module):
         if graph is None:
             graph = self.build_graph(positions, cell, batch)
         batch = graph.batch
-        edge_index, shifts = graph.edge_index, graph.cell_shifts
+        edge_index = graph.edge_index
         cell = cell.to(positions.dtype)
         if current is None:
             current = self.current_geometry(positions, cell, graph)
-        unit, envelope, *fixed = current
-
-        vec_t = edge_vectors(positions + displacement, cell, edge_index, shifts, batch)
+        # The intermediate structure's distances, basis and filters on one edge of each
+        # pair (they are symmetric); directions and filters gathered for both edges.
+        vec_t = edge_vectors(
+            positions + displacement, cell, current.half_edge_index, current.half_shifts, batch
+        )
         length_t = torch.sqrt(torch.sum(vec_t * vec_t, dim=-1) + _LENGTH_EPS2)
-        rbfs = (None, self.rbf(length_t + self.config.distance_offset))
-        units = (unit, vec_t / length_t.unsqueeze(-1))
+        rbf_t = self.rbf(length_t + self.config.distance_offset)
+        unit_t = (vec_t / length_t.unsqueeze(-1))[current.gather] * current.sign.unsqueeze(-1)
 
         if conditioning is None:
             conditioning = self.node_conditioning(numbers, temperature_K, batch, positions)
@@ -213,8 +285,10 @@ class FlowModel(nn.Module):
         s = conditioning + self.time_embedding(times)
         v = displacement.unsqueeze(-1) * self.displacement_weight.to(positions.dtype)
 
-        for message, update, w in zip(self.messages, self.updates, fixed, strict=True):
-            ds, dv = message(s, v, edge_index, rbfs, units, envelope, (w, None))
+        units = (current.unit, unit_t)
+        for message, update, w in zip(self.messages, self.updates, current.filters, strict=True):
+            w_t = message.geometry_filter(1, rbf_t, current.half_envelope)[current.gather]
+            ds, dv = message(s, v, edge_index, (None, None), units, current.envelope, (w, w_t))
             s, v = s + ds, v + dv
             ds, dv = update(s, v)
             s, v = s + ds, v + dv

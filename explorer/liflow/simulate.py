@@ -83,7 +83,7 @@ from explorer.checkpoints import CHECKPOINT_DIR, CheckpointError, load_checkpoin
 from explorer.device import resolve_device
 from explorer.errors import MDConfigError, SimulationDiverged, UnknownElementError
 from explorer.liflow.classifier import FEATURE_DIM, PriorSelector
-from explorer.liflow.model import FlowModel, FlowModelConfig
+from explorer.liflow.model import FlowModel, FlowModelConfig, edge_halves
 from explorer.liflow.prior import (
     LITHIUM_Z,
     PriorConfig,
@@ -139,7 +139,7 @@ def integrate_flow(
     net = forward if forward is not None else model
     # The terms of x alone (its unit vectors, envelope and filters) and the species and
     # temperature features serve every flow step.
-    current = (geometry or model.current_geometry)(positions, cell, graph)
+    current = (geometry or model.current_geometry)(positions, cell, graph, edge_halves(graph))
     conditioning = model.node_conditioning(numbers, temperature_K, graph.batch, positions)
     d = sample_prior(std, generator) if noise is None else std[:, None] * noise.to(std.dtype)
     dt = 1.0 / flow_steps

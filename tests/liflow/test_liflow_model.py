@@ -136,7 +136,7 @@ def test_current_geometry_computed_once_gives_the_same_field(model: FlowModel) -
     numbers, x, d, cell = random_structure(12, 7)
     graph = model.build_graph(x, cell)
     current = model.current_geometry(x, cell, graph)
-    assert len(current) == 2 + model.config.num_layers
+    assert len(current.filters) == model.config.num_layers
     for t, scale in ((0.0, 0.0), (0.4, 1.0), (0.9, 2.5)):
         displaced = scale * d
         once = model(numbers, x, displaced, cell, 900.0, t, graph=graph, current=current)
