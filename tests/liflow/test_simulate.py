@@ -494,8 +494,8 @@ def test_the_fine_corrector_runs_after_the_corrector_on_its_output() -> None:
         fine.times.clear()
         state = sim.prepare(atoms, temperature_K=800.0, corrector_strength=s, seed=2)
         delta[s] = sim.propose(state)
-        # off at strength 0; both Correctors on half the Propagator's flow steps (10)
-        assert len(fine.times) == (0 if s == 0.0 else 5) and len(coarse.times) == 5 * (s > 0)
+        # off at strength 0; both Correctors on 3 of the Propagator's 10 flow steps
+        assert len(fine.times) == (0 if s == 0.0 else 3) and len(coarse.times) == 3 * (s > 0)
         coarse.times.clear()
     # The fine Corrector sees the structure the Corrector left: atom 0 moved by ~1 Å in
     # x (s = 1), the rest only by the Propagator's prior draw (σ ≈ 0.1 Å).
@@ -507,14 +507,18 @@ def test_the_fine_corrector_runs_after_the_corrector_on_its_output() -> None:
         step = delta[s] - delta[0.0]
         assert float(step[0, 0]) == pytest.approx(s * (1 - share[0]), abs=0.1)
         assert float(step[1, 1]) == pytest.approx(s * (1 - share[1]), abs=0.1)
-    # ⌈N / 2⌉ of an odd N, and at least one step; the Propagator keeps N.
-    for n, expected in ((3, 2), (1, 1)):
+    # ⌈3N / 10⌉ each with a fine Corrector, ⌈N / 2⌉ for a lone one, at least one step;
+    # the Propagator keeps N.
+    lone = LiFlowSimulator(Spy(zero), Spy(zero), PRIOR)
+    for n, expected, alone in ((3, 1, 2), (7, 3, 4), (20, 6, 10), (1, 1, 1)):
         fine.times.clear()
         sim.propose(sim.prepare(atoms, 800.0, flow_steps=n, seed=2))
         assert len(fine.times) == expected
         state = sim.prepare(atoms, 800.0, flow_steps=n)
         assert sim.flow_steps_of(sim.corrector, state) == expected
+        assert sim.flow_steps_of(sim.fine_corrector, state) == expected
         assert sim.flow_steps_of(sim.propagator, state) == n
+        assert lone.flow_steps_of(lone.corrector, state) == alone
     # correct(): one full pass of both.
     corrected = sim.correct(atoms, 800.0, seed=4).positions - atoms.positions
     assert corrected[0, 0] > 0.9 and corrected[1, 1] > 0.9
