@@ -10,7 +10,7 @@ from ase.neighborlist import primitive_neighbor_list
 
 import explorer.neighbors as nb
 from explorer.errors import NeighborListError
-from explorer.neighbors import edge_vectors, radius_graph, radius_graph_from_atoms
+from explorer.neighbors import edge_vectors, radius_graph, radius_graph_from_atoms, reverse_edges
 
 BACKENDS = ["torch", "vesin"]
 Edges = dict[tuple[int, int, tuple[int, int, int]], float]
@@ -263,6 +263,42 @@ def test_edge_vectors_recomputes_graph_vectors():
     torch.testing.assert_close(vectors, graph.vectors, rtol=0, atol=0)
     with pytest.raises(NeighborListError, match="needs batch"):
         edge_vectors(positions, cells, graph.edge_index, graph.cell_shifts)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_reverse_edges_pairs_every_edge_with_its_reverse(case):
+    """(j, i, −S) of every edge, found by search: an involution without fixed points whose
+    vectors are the exact negatives, including self images and several images."""
+    _, positions, cell, pbc, cutoff = case
+    graph = radius_graph(torch.tensor(positions), torch.tensor(cell), cutoff, pbc=torch.tensor(pbc))
+    rev = reverse_edges(graph)
+    ids = torch.arange(graph.num_edges)
+    assert torch.equal(rev[rev], ids) and not bool((rev == ids).any())
+    assert torch.equal(graph.edge_index[:, rev], graph.edge_index.flip(0))
+    assert torch.equal(graph.cell_shifts[rev], -graph.cell_shifts)
+    assert torch.equal(graph.vectors[rev], -graph.vectors)
+
+
+def test_reverse_edges_of_a_batch_stay_in_their_structure():
+    _, positions, cells, pbc, batch = _batch_inputs()
+    graph = radius_graph(positions, cells, 4.0, batch=batch, pbc=pbc)
+    rev = reverse_edges(graph)
+    assert torch.equal(graph.edge_batch[rev], graph.edge_batch)
+    assert torch.equal(graph.vectors[rev], -graph.vectors)
+
+
+def test_reverse_edges_refuses_a_list_that_is_not_full():
+    _, positions, cell, _, cutoff = CASES[0]
+    graph = radius_graph(torch.tensor(positions), torch.tensor(cell), cutoff)
+    half = graph.edge_index[0] < graph.edge_index[1]  # keeps (i, j) but drops (j, i)
+    broken = nb.PeriodicGraph(
+        graph.edge_index[:, half], graph.cell_shifts[half], graph.vectors[half],
+        graph.distances[half], graph.batch, graph.cutoff, graph.backend,
+    )  # fmt: skip
+    with pytest.raises(NeighborListError, match="full, sorted list"):
+        reverse_edges(broken)
+    empty = radius_graph(torch.zeros(1, 3), torch.eye(3) * 10.0, 1.0)
+    assert reverse_edges(empty).shape == (0,)
 
 
 def test_radius_graph_from_atoms():

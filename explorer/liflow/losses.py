@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 
 from explorer.liflow.data import PairBatch
-from explorer.liflow.model import FlowModel
+from explorer.liflow.model import FlowModel, edge_halves
 from explorer.liflow.prior import (
     Choice,
     PriorConfig,
@@ -196,5 +196,6 @@ def flow_matching_loss(
         example.flow_time,
         example.batch,
         graph,
+        halves=edge_halves(graph),  # eager: data-dependent, kept out of a compiled forward
     )
     return ((v - example.target) ** 2).sum(-1).mean()

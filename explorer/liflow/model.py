@@ -234,6 +234,7 @@ class FlowModel(nn.Module):
         graph: PeriodicGraph | None = None,
         current: CurrentGeometry | None = None,
         conditioning: torch.Tensor | None = None,
+        halves: EdgeHalves | None = None,
     ) -> torch.Tensor:
         """Predict the flow velocity of every atom.
 
@@ -250,6 +251,8 @@ class FlowModel(nn.Module):
                 depends on x alone, computed once for all flow steps (same result).
             conditioning: :meth:`node_conditioning` of these ``numbers`` and
                 ``temperature_K`` (then neither is read again; same result).
+            halves: :func:`edge_halves` of ``graph``, used where ``current`` is computed
+                here; pass it when compiling (pairing the edges is data-dependent).
 
         Returns:
             (N, 3) velocity in Å per unit flow time, dtype of ``positions``.
@@ -269,7 +272,7 @@ class FlowModel(nn.Module):
         edge_index = graph.edge_index
         cell = cell.to(positions.dtype)
         if current is None:
-            current = self.current_geometry(positions, cell, graph)
+            current = self.current_geometry(positions, cell, graph, halves)
         # The intermediate structure's distances, basis and filters on one edge of each
         # pair (they are symmetric); directions and filters gathered for both edges.
         vec_t = edge_vectors(

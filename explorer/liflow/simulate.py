@@ -74,10 +74,10 @@ from __future__ import annotations
 
 import logging
 import math
-from fractions import Fraction
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 

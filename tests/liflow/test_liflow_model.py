@@ -7,6 +7,7 @@ import torch
 
 from explorer.errors import ExplorerError, UnknownElementError
 from explorer.liflow import FlowModel, FlowModelConfig
+from explorer.liflow.model import EdgeHalves, edge_halves
 
 DTYPE = torch.float64
 ELEMENTS = (3, 8, 16)
@@ -154,6 +155,24 @@ def test_current_geometry_computed_once_gives_the_same_field(model: FlowModel) -
     other = model.current_geometry(x + 0.3 * d, cell, graph)
     moved = model(numbers, x, d, cell, 900.0, 0.4, graph=graph, current=other)
     assert not torch.allclose(moved, model(numbers, x, d, cell, 900.0, 0.4, graph=graph))
+
+
+def test_filters_on_half_the_edges_equal_filters_on_every_edge(model: FlowModel) -> None:
+    """The intermediate structure's filters are computed on one edge of each (i, j, S) /
+    (j, i, −S) pair and gathered: the same field as every edge filtered on its own (the
+    trivial pairing, each edge its own representative)."""
+    numbers, x, d, cell = random_structure(5, 9)
+    graph = model.build_graph(x, cell)
+    halves = edge_halves(graph)
+    assert 2 * halves.half.numel() == graph.num_edges
+    vectors = graph.vectors[halves.half][halves.gather] * halves.sign.unsqueeze(-1)
+    torch.testing.assert_close(vectors, graph.vectors, rtol=0, atol=0)
+    ids = torch.arange(graph.num_edges)
+    every = EdgeHalves(ids, ids, torch.ones_like(ids))
+    for t, scale in ((0.0, 0.0), (0.5, 1.0), (0.9, 3.0)):
+        paired = model(numbers, x, scale * d, cell, 900.0, t, graph=graph, halves=halves)
+        full = model(numbers, x, scale * d, cell, 900.0, t, graph=graph, halves=every)
+        torch.testing.assert_close(paired, full, rtol=1e-12, atol=1e-12)
 
 
 def test_unknown_element_is_named(model: FlowModel) -> None:
