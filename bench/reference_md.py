@@ -42,6 +42,29 @@ class MDCost:
         return self.steps_per_second * 3600 * self.timestep_fs / 1000
 
 
+def reference_md_run(
+    material: str = "Li2S",
+    min_width: float = 9.0,
+    calculator: str = "chgnet",
+    device: str = "auto",
+    timestep_fs: float = 2.0,
+    temperature_K: float = 800.0,
+) -> NoseHooverChainNVT:
+    """An NVT (Nosé–Hoover chain) integrator of the catalogue cell, velocities drawn at
+    ``temperature_K`` (K), ready to ``run``; its ``atoms`` carry the calculator."""
+    atoms = make_supercell(load_material(material), min_width=min_width)
+    atoms.calc = make_calculator(calculator, device=device)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=np.random.default_rng(0))
+    Stationary(atoms)
+    return NoseHooverChainNVT(
+        atoms,
+        timestep=timestep_fs * units.fs,
+        temperature_K=temperature_K,
+        tdamp=100 * timestep_fs * units.fs,
+        tchain=10,
+    )
+
+
 def measure_reference_md(
     material: str = "Li2S",
     min_width: float = 9.0,
@@ -53,23 +76,13 @@ def measure_reference_md(
     temperature_K: float = 800.0,
 ) -> MDCost:
     """Time ``steps`` NVT steps after ``warmup`` untimed ones (model load, JIT)."""
-    atoms = make_supercell(load_material(material), min_width=min_width)
-    atoms.calc = make_calculator(calculator, device=device)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=np.random.default_rng(0))
-    Stationary(atoms)
-    dyn = NoseHooverChainNVT(
-        atoms,
-        timestep=timestep_fs * units.fs,
-        temperature_K=temperature_K,
-        tdamp=100 * timestep_fs * units.fs,
-        tchain=10,
-    )
+    dyn = reference_md_run(material, min_width, calculator, device, timestep_fs, temperature_K)
     dyn.run(warmup)
     start = time.perf_counter()
     dyn.run(steps)
     seconds = time.perf_counter() - start
-    used = getattr(atoms.calc, "device", device)
-    return MDCost(material, len(atoms), calculator, str(used), timestep_fs, steps, seconds)
+    used = getattr(dyn.atoms.calc, "device", device)
+    return MDCost(material, len(dyn.atoms), calculator, str(used), timestep_fs, steps, seconds)
 
 
 def main() -> None:
