@@ -64,7 +64,11 @@ def _add_liflow_rollout(families: argparse._SubParsersAction) -> None:
         help="0 (off) … 1 (full: Corrector, then fine Corrector where bundled, every step)",
     )
     p.add_argument(
-        "--flow-steps", type=int, default=10, help="Propagator Euler steps (Correctors: half)"
+        "--flow-steps",
+        type=int,
+        default=10,
+        help="Propagator Euler steps N (Corrector and fine Corrector: ⌈3N/10⌉ each; a lone "
+        "Corrector ⌈N/2⌉)",
     )
     _add_corrector_schedule(p)
     p.add_argument("--seed", type=int, default=0)

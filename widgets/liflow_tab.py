@@ -313,7 +313,7 @@ class LiFlowTab(LiFlowRun, RolloutTab):
         )  # fmt: skip
         self.flow_steps = w.IntSlider(
             value=10, min=1, max=50, description="flow steps", style=_STYLE,
-            tooltip="Euler steps of the Propagator flow (the Correctors take half)",
+            tooltip="Euler steps of the Propagator flow (the Correctors take 3 in 10 each)",
         )  # fmt: skip
         self.n_steps = w.BoundedIntText(
             value=20, min=1, max=10000, description="LiFlow steps", style=_STYLE
