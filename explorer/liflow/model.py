@@ -305,6 +305,10 @@ def _per_atom(
     value = torch.as_tensor(value, dtype=like.dtype, device=like.device)
     if value.numel() == 1:
         return value.reshape(1).expand(batch.shape[0])
+    if torch.compiler.is_compiling():
+        # The check reads a tensor value (a graph break); eager calls make it, and the
+        # indexing below still fails on a short ``value``.
+        return value[batch]
     num_structures = int(batch.max()) + 1 if batch.numel() else 0
     if value.ndim != 1 or value.shape[0] < num_structures:
         raise ValueError(
