@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -267,6 +268,12 @@ def _add_liflow_train(families: argparse._SubParsersAction) -> None:
         help="--bundle: σ_max in Å of the fine Corrector run after the Corrector (default "
         "0.2; 0 = none)",
     )
+    p.add_argument(
+        "--li-label-threshold",
+        type=float,
+        help="--bundle: Li MSD(t_end)/t_end in Å²/ps from which a reference run gets the "
+        "large Li prior (default 1.0; liflow_Li3InCl6 is built with 0.15)",
+    )
     p.add_argument("--eval-every", type=int)
     p.add_argument("--patience", type=int)
     p.add_argument("--batch-size", type=int, default=16)
@@ -380,6 +387,9 @@ def _run_liflow_bundle(args: argparse.Namespace) -> int:
         device=args.device,
         compile=defaults.compile if args.compile is None else args.compile,
         max_wall_s=None if args.max_minutes is None else 60.0 * args.max_minutes,
+        li_label_threshold_A2_ps=_positive(
+            "--li-label-threshold", args.li_label_threshold, defaults.li_label_threshold_A2_ps
+        ),
     )
     names = None if args.bundle == ["all"] else args.bundle
     out_dir = Path(args.out_dir) if args.out_dir else CHECKPOINT_DIR
@@ -405,6 +415,15 @@ def _run_liflow_bundle(args: argparse.Namespace) -> int:
     for path in paths:
         print(f"{path}: {'modules trained' if args.modules_only else 'built'}")
     return 0
+
+
+def _positive(flag: str, value: float | None, default: float) -> float:
+    """An option that must be a finite number > 0; unset → ``default``."""
+    if value is None:
+        return default
+    if not (math.isfinite(value) and value > 0):
+        raise ExplorerError(f"{flag} must be a number > 0, got {value}")
+    return value
 
 
 def _fine_noise(value: float | None, default: float | None) -> float | None:

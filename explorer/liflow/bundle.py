@@ -51,6 +51,7 @@ from explorer.checkpoints import (
 from explorer.errors import ExplorerError
 from explorer.h5md import holds_frames, read_h5md
 from explorer.liflow.classifier import (
+    DEFAULT_THRESHOLDS_A2_PS,
     EXAMPLE_FRAME_FRACTIONS,
     FEATURE_DIM,
     FEATURE_SOURCE,
@@ -156,6 +157,14 @@ class BundleSettings:
         compile: train through ``torch.compile`` (2.3× faster steps on one CPU core
             here, see :class:`~explorer.liflow.train.TrainConfig`).
         max_wall_s: training time limit per module, s (``None``: none).
+        li_label_threshold_A2_ps: the Li ``MSD(t_end) / t_end`` (Å²/ps) from which a
+            reference run is labelled "large Li prior", for the Propagator's training
+            prior and the classifier (:func:`~explorer.liflow.classifier.msd_rate_labels`;
+            default 1.0). Li3InCl6 at 600 K (0.47 Å²/ps: a few hops in 10 ps, every other
+            run is above 1.4) sits under the default; trained with the small Li prior
+            there, its Propagator hopped no Li at 600 K (D_Li 0.001 against 0.091 Å²/ps).
+            ``liflow_Li3InCl6`` is built with 0.15 (module doc of ``classifier``: pure
+            vibration saturates at 0.03–0.1 Å²/ps over 10 ps).
     """
 
     features: int = 64
@@ -176,6 +185,11 @@ class BundleSettings:
     device: str = "auto"
     compile: bool = True
     max_wall_s: float | None = None
+    li_label_threshold_A2_ps: float = DEFAULT_THRESHOLDS_A2_PS["li"]
+
+    def label_thresholds(self) -> dict[str, float]:
+        """The MSD-rate thresholds (Å²/ps) that label the reference runs' prior choices."""
+        return {**DEFAULT_THRESHOLDS_A2_PS, "li": self.li_label_threshold_A2_ps}
 
     def module_kinds(self) -> tuple[str, ...]:
         """The flow modules of a bundle, in the order they run."""
@@ -297,12 +311,18 @@ EXAMPLE_STRUCTURES = (
 
 
 def fit_prior_selector(
-    train_paths: Sequence[Path], heldout_paths: Sequence[Path], seed: int = 0
+    train_paths: Sequence[Path],
+    heldout_paths: Sequence[Path],
+    seed: int = 0,
+    thresholds_A2_ps: dict[str, float] | None = None,
 ) -> tuple[PriorSelector, dict[str, Any]]:
-    """Fit the prior classifier on training trajectories; accuracies on both splits."""
-    train_examples = build_examples(list(train_paths))
-    heldout_examples = build_examples(list(heldout_paths)) if heldout_paths else []
-    selector = PriorSelector()
+    """Fit the prior classifier on training trajectories; accuracies on both splits.
+    ``thresholds_A2_ps`` label the runs (default: the classifier module's)."""
+    train_examples = build_examples(list(train_paths), thresholds_A2_ps)
+    heldout_examples = (
+        build_examples(list(heldout_paths), thresholds_A2_ps) if heldout_paths else []
+    )
+    selector = PriorSelector(thresholds_A2_ps=thresholds_A2_ps)
     selector.fit(train_examples, seed=seed)
 
     def labels(examples: list) -> list[dict[str, Any]]:
@@ -345,17 +365,21 @@ def _selector(
     heldout_paths: Sequence[Path],
     seed: int,
     log: Callable[[str], None],
+    thresholds_A2_ps: dict[str, float],
 ) -> tuple[PriorSelector, dict[str, Any]]:
-    """The shared classifier, fitted once on all training files and kept in ``work_dir``."""
+    """The shared classifier, fitted once on all training files and kept in ``work_dir``
+    (refitted when the files, example structures or label thresholds differ)."""
     name = "prior_selector"
     files = [{"name": p.name, "sha256": sha256_of(p)} for p in train_paths]
     if (work_dir / f"{name}.json").exists():
         card = read_card(name, work_dir)
+        report = card["report"]
         same = card.get("training_files") == files
-        if same and card["report"].get("example_structures") == EXAMPLE_STRUCTURES:
-            return PriorSelector.load(name, work_dir), card["report"]
+        same = same and report.get("example_structures") == EXAMPLE_STRUCTURES
+        if same and report.get("thresholds_A2_ps") == thresholds_A2_ps:
+            return PriorSelector.load(name, work_dir), report
     log(f"prior classifier: CHGNet features of {len(train_paths)} training trajectories")
-    selector, report = fit_prior_selector(train_paths, heldout_paths, seed)
+    selector, report = fit_prior_selector(train_paths, heldout_paths, seed, thresholds_A2_ps)
     selector.save(name, work_dir, training_files=files, report=report)
     return selector, report
 
@@ -498,7 +522,7 @@ def build_bundle(
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     files = split_files("train", plan.materials, reference_dir, runs)
-    choices = prior_choices_from_references(files)
+    choices = prior_choices_from_references(files, settings.label_thresholds())
     elements = sorted({int(z) for p in files for z in read_h5md(p, slice(0, 1)).numbers})
 
     # The modules learn from the training split only, so they train (and are kept in
@@ -515,7 +539,9 @@ def build_bundle(
         return work_dir / f"{plan.name}.propagator.json"
     all_training = split_files("train", None, reference_dir, runs)
     heldout = split_files("heldout", None, reference_dir, runs)
-    selector, selector_report = _selector(work_dir, all_training, heldout, settings.seed, log)
+    selector, selector_report = _selector(
+        work_dir, all_training, heldout, settings.seed, log, settings.label_thresholds()
+    )
     temperatures = sorted(
         {float(read_h5md(p, slice(0, 1)).metadata["temperature_K"]) for p in files}
     )

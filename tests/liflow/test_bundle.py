@@ -97,6 +97,12 @@ def test_prior_labels_follow_each_reference_msd(references):
         "toyA_1000K": (True, False),
         "toyB_800K": (False, False),
     }
+    # A lower Li threshold (BundleSettings.li_label_threshold_A2_ps) gives toyB the large
+    # Li prior; the frame threshold stays the classifier's default.
+    lower = BundleSettings(li_label_threshold_A2_ps=0.1).label_thresholds()
+    assert lower == {"li": 0.1, "frame": BundleSettings().label_thresholds()["frame"]}
+    relabelled = prior_choices_from_references(paths, lower)
+    assert ("toyB_800K", True, False) in relabelled
 
 
 def _build(plan, settings, references, out_dir, work_dir, log=lambda _: None, **kw):
@@ -138,6 +144,8 @@ def test_bundle_card_records_training_data_selector_and_metrics(built, reference
     assert card["models"]["propagator"]["num_features"] == 8
     assert ["toyB_800K", False, False] in card["prior_choices_training"]
     assert 0.0 <= card["selector"]["train_accuracy"]["li"] <= 1.0
+    assert card["selector"]["thresholds_A2_ps"] == TINY.label_thresholds()
+    assert card["settings"]["li_label_threshold_A2_ps"] == 1.0
     assert card["selector"]["heldout_accuracy"] is not None
     # Evaluation on the training references, the held-out one, and the knob table.
     ev = card["evaluation"]

@@ -113,6 +113,12 @@ def test_corrector_noise_reaches_the_bundle_settings(monkeypatch):
     assert seen["names"] == ["liflow_LGPS"] and seen["settings"].corrector_noise_A == 0.3
     assert main(["train", "liflow", "--bundle", "liflow_LGPS"]) == 0
     assert seen["settings"].corrector_noise_A == bundle.BundleSettings().corrector_noise_A
+    assert seen["settings"].li_label_threshold_A2_ps == 1.0
+    base = ["train", "liflow", "--bundle", "liflow_Li3InCl6", "--li-label-threshold"]
+    assert main([*base, "0.15"]) == 0
+    assert seen["settings"].label_thresholds()["li"] == 0.15
+    for bad in ("0", "-1", "nan"):
+        assert main([*base, bad]) != 0
 
 
 def test_reuse_propagator_copies_into_the_work_dir_of_one_bundle(monkeypatch, tmp_path):
