@@ -18,7 +18,9 @@ temperature. Our version:
   10 ps, several Li hops of ~2.5–3 Å; D_Li ≈ 1.7e-5 cm²/s) marks a clearly diffusing Li
   sublattice. Frame atoms rarely hop; 0.3 Å²/ps (3 Å² in 10 ps, ≈ one hop) sits above the
   vibrational plateau and below a molten frame (D ~ 1e-5 cm²/s ⇒ 0.6 Å²/ps). The ratio
-  over-weights the plateau for short runs: label from reference runs of ≳ 10 ps.
+  over-weights the plateau for short runs: label from reference runs of ≳ 10 ps. A bundle
+  may set its own Li threshold (``BundleSettings.li_label_threshold_A2_ps``):
+  ``liflow_Li3InCl6`` uses 0.15 Å²/ps, so its 600-K run (0.47 Å²/ps, a few hops) is large.
 * **Model.** One :class:`PriorClassifier` per group (the pooled features mean different things
   for Li and frame): MLP ``in_dim + 1 → 32 → 16 → 1`` with SiLU, input
   ``concat(features, T / 1000 K)`` standardised by stored buffers, trained with BCE.
