@@ -78,7 +78,8 @@ CG_TRAIN_FILES := $(foreach k,000 001 002 003 004 005 006 007 008 009 010 011,sa
 # stays at 1,000; README).
 LIFLOW_C2000 := Li6PS5Cl Li3PS4-beta
 # liflow_Li3InCl6 is rebuilt with the Li prior label threshold at 0.15 Å²/ps (its 600-K
-# run, 0.47 Å²/ps, then gets the large Li prior; README, 2026-12-06).
+# run, 0.47 Å²/ps, then gets the large Li prior) and a fine Corrector on noise up to
+# 0.1 Å (README, 2026-12-06).
 
 # The bundled LiFlow checkpoints (per training material + multi-material), trained on
 # the reference dataset, combined with the prior classifier and evaluated into their
@@ -89,7 +90,7 @@ train: install
 		--reuse-propagator liflow_$$m --work-dir build/liflow_c2000/$$m --corrector-steps 2000 \
 		--device cpu --no-progress; done
 	$(THREADS) $(VENV)/bin/accelmd train liflow --bundle liflow_Li3InCl6 --li-label-threshold 0.15 \
-		--work-dir build/liflow_li015 --device cpu --no-progress
+		--fine-corrector-noise 0.1 --work-dir build/liflow_li015 --device cpu --no-progress
 	$(VENV)/bin/accelmd checkpoints --report sample_data/checkpoints/LIFLOW.md
 	$(THREADS) $(VENV)/bin/accelmd train cg --data $(CG_TRAIN_FILES)
 	$(THREADS) $(VENV)/bin/accelmd eval cg --write-card

@@ -33,8 +33,8 @@ checkpoint card says otherwise):
    the 2,000-step Correctors, 2026-12-06) LGPS 0.081 → 0.078 (log10 MSD_Li error 0.205 →
    0.213), Li3PS4-β 0.093 → 0.095 (0.075 → 0.071), Li6PS5Cl 0.070 → 0.067 (0.058 →
    0.050), liflow_multi on its four materials 0.078 → 0.079 (0.153 → 0.165), all within
-   the seed-to-seed spread, every rollout stable; Li3InCl6's lone Corrector at 3 steps
-   went 0.099 → 0.105, so it keeps 5.
+   the seed-to-seed spread, every rollout stable; Li3InCl6's then lone Corrector at 3
+   steps went 0.099 → 0.105 (it has had a fine Corrector, so 3 + 3, since its rebuild).
 3. The mass-weighted centre-of-mass drift of the total step Δ = x'' − x is removed,
    Δ ← Δ − Σ m_i Δ_i / Σ m_i (per structure), and x ← x + Δ.
 4. Divergence check: a non-finite Δ, a per-atom |Δ_i| above ``max_step_A`` (10 Å), or two
