@@ -102,11 +102,11 @@ def build_simulator(
 
 def time_steps(
     sim: LiFlowSimulator, state: LiFlowState, steps: int, device: str
-) -> tuple[float, int, int, list[float]]:
-    """(seconds, re-samples, steps done, seconds of each step without a re-sample) for up
-    to ``steps`` steps from ``state``. A divergence ends the run and is not timed: the
-    Propagator alone is unstable (LiFlow Exp 2), and its steps until then still time
-    the network."""
+) -> tuple[float, int, int, list[float], LiFlowState]:
+    """(seconds, re-samples, steps done, seconds of each step without a re-sample, the
+    last state) for up to ``steps`` steps from ``state``. A divergence ends the run and is
+    not timed: the Propagator alone is unstable (LiFlow Exp 2), and its steps until then
+    still time the network."""
     retries, done, clean = 0, 0, []
     _sync(device)
     start = end = time.perf_counter()
@@ -122,7 +122,7 @@ def time_steps(
             end = now
     except SimulationDiverged as exc:
         print(f"  (stopped after {done} timed steps, the failed one not counted: {exc})")
-    return end - start, retries, done, clean
+    return end - start, retries, done, clean, state
 
 
 def time_liflow(
@@ -147,7 +147,7 @@ def time_liflow(
     start = time.perf_counter()
     state = sim.step(state)  # warm-up: allocator, graph code paths, compiling
     warmup = time.perf_counter() - start
-    seconds, retries, done, clean = time_steps(sim, state, steps, device)
+    seconds, retries, done, clean, _ = time_steps(sim, state, steps, device)
     if done == 0:
         raise SimulationDiverged("no timed step completed", reason="", step=1, time_ps=0.0)
     return seconds / done, retries, warmup, statistics.median(clean) if clean else math.nan
@@ -180,7 +180,7 @@ def time_batched(
 
 def _all_steps(sim: LiFlowSimulator, state: LiFlowState, steps: int, device: str) -> int:
     """Re-samples of ``steps`` steps; a divergence voids the comparison (raised)."""
-    _, retries, done, _ = time_steps(sim, state, steps, device)
+    _, retries, done, _, _ = time_steps(sim, state, steps, device)
     if done < steps:
         raise SimulationDiverged(f"diverged after {done} of {steps} steps", step=done + 1)
     return retries
@@ -199,20 +199,17 @@ def interleaved_speedups(
 ) -> list[float]:
     """Speed-up (reference MD s per simulated ns / LiFlow s per simulated ns) of each of
     ``rounds`` rounds, each timing ``steps`` LiFlow steps then ``md_steps`` steps of the
-    MD integrator ``dyn`` (both continue from the previous round)."""
+    MD integrator ``dyn`` (both continue from the previous round). A divergence ends the
+    rounds (:func:`time_steps`)."""
     state = sim.prepare(atoms, temperature_K, flow_steps=flow_steps, device=device)
     state = sim.step(state)  # compiled already; warms this rollout's first step
     md_ps_per_step = dyn.dt / (1000.0 * units.fs)
     ratios = []
     for _ in range(rounds):
-        _sync(device)
-        start = time.perf_counter()
-        done = 0
-        for _ in range(steps):
-            state = sim.step(state)
-            done += 1
-        _sync(device)
-        liflow_s_per_ps = (time.perf_counter() - start) / (done * sim.time_step_ps)
+        seconds, _, done, _, state = time_steps(sim, state, steps, device)
+        if done < steps:
+            break
+        liflow_s_per_ps = seconds / (done * sim.time_step_ps)
         start = time.perf_counter()
         dyn.run(md_steps)
         md_s_per_ps = (time.perf_counter() - start) / (md_steps * md_ps_per_step)
@@ -407,11 +404,14 @@ def main() -> None:
                 sim, atoms, args.temperature, args.flow_steps, device, dyn, args.rounds,
                 args.steps, args.md_steps,
             )  # fmt: skip
-            median = statistics.median(ratios)
-            print(
-                f"  median speed-up over the rounds {median:.4g}x (target >= 1000x) -> "
-                f"{'met' if median >= 1000 else 'NOT met'}"
-            )
+            if not ratios:
+                print("  no round completed (the rollout diverged)")
+            else:
+                median = statistics.median(ratios)
+                print(
+                    f"  median speed-up over {len(ratios)} rounds {median:.4g}x (target >= "
+                    f"1000x) -> {'met' if median >= 1000 else 'NOT met'}"
+                )
 
     temps = BATCH_TEMPERATURES_K
     try:

@@ -260,7 +260,8 @@ def reverse_edges(graph: PeriodicGraph) -> torch.Tensor:
     Anything symmetric in the pair (a filter of the distance, an envelope) can then be
     computed on one edge of each pair and shared; ``vectors[reverse] == −vectors`` exactly.
     Relies on the full, (i, j, S)-sorted list of :func:`radius_graph`: the reverse keys are
-    looked up by binary search (no host sync).
+    looked up by binary search. Eager only: the shift range and the check read tensor
+    values (two host syncs).
 
     Raises:
         NeighborListError: an edge without its reverse (not a full list, or not sorted).

@@ -83,8 +83,8 @@ print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, dict)}, 
 #
 # The 900 K reference is *held out*: no model saw it. We start LiFlow from its first
 # frame and run `N_STEPS` steps of 1 ps with the trained settings (prior chosen by the
-# classifier, Corrector at full strength, 10 Euler steps for the Propagator and 5 for
-# each Corrector).
+# classifier, Corrector at full strength, 10 Euler steps for the Propagator and 3 for
+# each of the two Correctors).
 
 # %%
 reference = read_h5md(reference_path("LGPS", 900.0))
