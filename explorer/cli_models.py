@@ -56,8 +56,16 @@ def _add_liflow_rollout(families: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output H5MD file (one frame per step)")
     p.add_argument("--supercell", type=int, nargs=3, metavar="N", help="explicit repeats")
     p.add_argument("--min-width", type=float, default=9.0, help="supercell rule, Å")
-    p.add_argument("--prior-scale-li", type=float, default=1.0, help="× trained Li prior σ²")
-    p.add_argument("--prior-scale-frame", type=float, default=1.0, help="× frame prior σ²")
+    p.add_argument(
+        "--prior-scale-li",
+        type=float,
+        help="× trained Li prior σ² (default: the card's recommended_knobs, else 1)",
+    )
+    p.add_argument(
+        "--prior-scale-frame",
+        type=float,
+        help="× trained frame prior σ² (default: the card's recommended_knobs, else 1)",
+    )
     p.add_argument(
         "--corrector-strength",
         type=float,
@@ -67,9 +75,8 @@ def _add_liflow_rollout(families: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--flow-steps",
         type=int,
-        default=10,
-        help="Propagator Euler steps N (Corrector and fine Corrector: ⌈3N/10⌉ each; a lone "
-        "Corrector ⌈N/2⌉)",
+        help="Propagator Euler steps N (default: the card's recommended_knobs, else 10; "
+        "Corrector and fine Corrector: ⌈3N/10⌉ each; a lone Corrector ⌈N/2⌉)",
     )
     _add_corrector_schedule(p)
     p.add_argument("--seed", type=int, default=0)
@@ -80,7 +87,7 @@ def _add_liflow_rollout(families: argparse._SubParsersAction) -> None:
 def _run_liflow_rollout(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from explorer.liflow.simulate import LiFlowSimulator
+    from explorer.liflow.simulate import RECOMMENDABLE_KNOBS, LiFlowSimulator
     from explorer.reference.jobs import reference_atoms
     from explorer.session import FAILED, Rollout
 
@@ -110,6 +117,10 @@ def _run_liflow_rollout(args: argparse.Namespace) -> int:
         "temperature_K": args.temperature,
         # Which adaptive-prior scales (small/large) the classifier chose, for the record.
         "prior_choice": simulator.prior_choices([atoms], [args.temperature])[0],
+        # The knob values in effect, the card's recommendations filled in.
+        "knobs_in_effect": {
+            name: simulator.knob_default(name, knobs[name]) for name in RECOMMENDABLE_KNOBS
+        },
     }
     rollout = Rollout(simulator, atoms, args.steps, knobs, out_path=args.out, metadata=metadata)
     with tqdm(total=args.steps, desc="LiFlow", unit="step", file=sys.stderr) as bar:
@@ -168,7 +179,7 @@ def _add_liflow_eval(families: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=3, help="rollouts per reference")
     p.add_argument("--steps", type=int, help="LiFlow steps (default: the reference length)")
     p.add_argument("--corrector-strength", type=float, default=1.0)
-    p.add_argument("--flow-steps", type=int, default=10)
+    p.add_argument("--flow-steps", type=int, help="default: the card's recommended_knobs, else 10")
     _add_corrector_schedule(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
@@ -273,6 +284,13 @@ def _add_liflow_train(families: argparse._SubParsersAction) -> None:
         type=float,
         help="--bundle: Li MSD(t_end)/t_end in Å²/ps from which a reference run gets the "
         "large Li prior (default 1.0; liflow_Li3InCl6 is built with 0.15)",
+    )
+    p.add_argument(
+        "--recommended-prior-scale-frame",
+        type=float,
+        help="--bundle: the frame prior-scale knob's default recorded in the card "
+        "(recommended_knobs) and used by its evaluation (default 1 = the trained prior; "
+        "liflow_Li3PS4-beta is built with 0.7)",
     )
     p.add_argument("--eval-every", type=int)
     p.add_argument("--patience", type=int)
@@ -389,6 +407,11 @@ def _run_liflow_bundle(args: argparse.Namespace) -> int:
         max_wall_s=None if args.max_minutes is None else 60.0 * args.max_minutes,
         li_label_threshold_A2_ps=_positive(
             "--li-label-threshold", args.li_label_threshold, defaults.li_label_threshold_A2_ps
+        ),
+        recommended_prior_scale_frame=_positive(
+            "--recommended-prior-scale-frame",
+            args.recommended_prior_scale_frame,
+            defaults.recommended_prior_scale_frame,
         ),
     )
     names = None if args.bundle == ["all"] else args.bundle

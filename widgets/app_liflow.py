@@ -262,6 +262,7 @@ class LiFlowApp(LiFlowRun, PanelDownloads, PanelRolloutTab):
         temperature = self._card_temperature()
         if temperature is not None:
             self.temperature.value = temperature
+        self._apply_card_knobs()
         self._on_steps()
         self._update_warnings()
 

@@ -61,8 +61,9 @@ def card_summary(card: Mapping[str, Any]) -> str:
     """One line: what a checkpoint was trained on and how it scored in validation.
 
     Uses the bundled cards' ``materials``, ``training_temperatures_K``, ``elements`` and
-    ``evaluation.summary`` (log10 MSD_Li MAE, Spearman, RDF MAE, stable fraction); cards
-    written by ``accelmd train liflow`` fall back to training files and validation loss.
+    ``evaluation.summary`` (log10 MSD_Li MAE, Spearman, RDF MAE, stable fraction) and
+    ``recommended_knobs``; cards written by ``accelmd train liflow`` fall back to training
+    files and validation loss.
     """
     name = card.get("name", "?")
     if card.get("family") == "demo":
@@ -91,6 +92,10 @@ def card_summary(card: Mapping[str, Any]) -> str:
         metrics.append(f"best validation loss {card['best_val_loss']:.3g} Å²")
     if metrics:
         parts.append("validation: " + ", ".join(metrics))
+    recommended = card.get("recommended_knobs") or {}
+    if recommended:  # the validation above ran with these
+        knobs = (f"{k.replace('_', ' ')} {v:g}" for k, v in recommended.items())
+        parts.append("recommended " + ", ".join(knobs))
     return "; ".join(parts)
 
 

@@ -280,6 +280,7 @@ class LiFlowTab(LiFlowRun, RolloutTab):
         temperature = self._card_temperature()
         if temperature is not None and hasattr(self, "temperature"):
             self.temperature.value = temperature
+        self._apply_card_knobs()
         if hasattr(self, "n_steps"):
             self._on_steps(None)
         self._update_warnings()

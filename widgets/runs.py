@@ -352,6 +352,17 @@ class LiFlowRun:
             cards = [c.card for c in self.choices]
             self.model.value = default_card_index(cards, self.atoms.info.get("material"))
 
+    def _apply_card_knobs(self) -> None:
+        """Set the prior-scale and flow-step controls to the model's recommended values
+        (its card's ``recommended_knobs``), the neutral ones where it recommends none."""
+        from explorer.liflow.simulate import RECOMMENDABLE_KNOBS
+
+        recommended = (self.choice.card.get("recommended_knobs") if self.choice else None) or {}
+        for name, neutral in RECOMMENDABLE_KNOBS.items():
+            control = getattr(self, name, None)
+            if control is not None:
+                control.value = recommended.get(name, neutral)
+
     def _card_temperature(self) -> float | None:
         """The middle training temperature of the model: inside the range it knows."""
         temps = card_temperatures(self.choice.card) if self.choice is not None else []

@@ -168,6 +168,12 @@ class BundleSettings:
             there, its Propagator hopped no Li at 600 K (D_Li 0.001 against 0.091 Å²/ps).
             ``liflow_Li3InCl6`` is built with 0.15 (module doc of ``classifier``: pure
             vibration saturates at 0.03–0.1 Å²/ps over 10 ps).
+        recommended_prior_scale_frame: the frame prior-scale knob's default for this
+            checkpoint, recorded in the card's ``recommended_knobs`` when not 1 and used
+            by its evaluation (the knob keeps its meaning: 1 = the trained prior). A
+            Propagator trained briefly moves frame atoms too far at high temperature;
+            for ``liflow_Li3PS4-beta`` 0.7 is built in, chosen on its own 25-ps
+            evaluation (README: RDF MAE and frame MSD error both fall).
     """
 
     features: int = 64
@@ -189,6 +195,12 @@ class BundleSettings:
     compile: bool = True
     max_wall_s: float | None = None
     li_label_threshold_A2_ps: float = DEFAULT_THRESHOLDS_A2_PS["li"]
+    recommended_prior_scale_frame: float = 1.0
+
+    def recommended_knobs(self) -> dict[str, float]:
+        """The card's ``recommended_knobs`` (those that differ from the knob's neutral 1)."""
+        scale = self.recommended_prior_scale_frame
+        return {} if scale == 1.0 else {"prior_scale_frame": scale}
 
     def label_thresholds(self) -> dict[str, float]:
         """The MSD-rate thresholds (Å²/ps) that label the reference runs' prior choices."""
@@ -558,6 +570,7 @@ def build_bundle(
             "corrector_max_noise": cards["corrector"]["prior"]["corrector_max_noise"],
         },
         "prior_choice": {"li_large": True, "frame_large": False},
+        "recommended_knobs": settings.recommended_knobs(),
         "prior_choices_training": [list(c) for c in choices],
         "selector": {k: v for k, v in selector_report.items() if not k.endswith("_examples")},
         "selector_examples": {
@@ -598,8 +611,12 @@ def _up_to_date(out_dir: Path, name: str, card: dict[str, Any]) -> bool:
         return False
     existing = read_card(path)
     same = ("training_files", "training", "selector", "models", "prior")
-    return "evaluation" in existing and all(
-        _jsonable(existing.get(k)) == _jsonable(card[k]) for k in same
+    # The recommended knobs set how the card's evaluation ran (none before 2026-12-06).
+    knobs_same = (existing.get("recommended_knobs") or {}) == card["recommended_knobs"]
+    return (
+        "evaluation" in existing
+        and knobs_same
+        and all(_jsonable(existing.get(k)) == _jsonable(card[k]) for k in same)
     )
 
 
@@ -664,6 +681,7 @@ def reevaluate_bundle(
     fields = {f.name for f in dataclasses.fields(BundleSettings)}
     stored = read_card(card_path).get("settings") or {}
     settings = BundleSettings(**{k: v for k, v in stored.items() if k in fields})
+    update_card(card_path, {"recommended_knobs": settings.recommended_knobs()})
     results = evaluate_bundle(card_path, known[name], settings, reference_dir, runs, log)
     update_card(
         card_path,

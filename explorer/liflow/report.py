@@ -190,6 +190,14 @@ def _checkpoint_section(card: Mapping[str, Any]) -> list[str]:
         if "example_structures" in selector:
             text += f"; trained on {selector['example_structures']}"
         lines += [text + ".", ""]
+    recommended = card.get("recommended_knobs") or {}
+    if recommended:
+        knobs = ", ".join(f"{k} = {v:g}" for k, v in recommended.items())
+        lines += [
+            f"Recommended knobs, the defaults of rollouts and the evaluations below: {knobs} "
+            "(a prior scale of 1 is the trained prior).",
+            "",
+        ]
     if card.get("evaluation"):
         lines += _evaluation_section("Evaluation on the training materials", card["evaluation"])
     if card.get("evaluation_heldout"):

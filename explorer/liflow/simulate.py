@@ -197,6 +197,12 @@ class LiFlowState:
 
 #: Where the Correctors' flows start (module doc, "Corrector start").
 CORRECTOR_STARTS = ("sample", "mean")
+# The knobs a card may recommend (``recommended_knobs``) and their neutral defaults.
+RECOMMENDABLE_KNOBS: dict[str, Any] = {
+    "prior_scale_li": 1.0,
+    "prior_scale_frame": 1.0,
+    "flow_steps": 10,
+}
 
 
 class LiFlowSimulator:
@@ -222,6 +228,10 @@ class LiFlowSimulator:
             steps for 800 atoms on one CPU core here, after about a minute of compiling
             per module and graph size class: for long or benchmark runs, not the
             interactive first frame).
+        recommended_knobs: defaults of the knobs in :data:`RECOMMENDABLE_KNOBS` measured
+            to work best for this checkpoint (the card's ``recommended_knobs``), used
+            where a caller does not set them; a knob's own meaning does not change
+            (a prior scale of 1 is still the trained prior).
     """
 
     def __init__(
@@ -241,7 +251,9 @@ class LiFlowSimulator:
         compile: bool = False,
         resample_radius_A: float = 4.0,
         fine_corrector: FlowModel | None = None,
+        recommended_knobs: dict[str, Any] | None = None,
     ) -> None:
+        self.recommended_knobs = _checked_recommended_knobs(recommended_knobs, name)
         self.propagator = propagator.eval()
         self.corrector = corrector.eval() if corrector is not None else None
         if fine_corrector is not None and corrector is None:
@@ -282,10 +294,10 @@ class LiFlowSimulator:
         Card fields: ``model`` (FlowModelConfig kwargs shared by both modules) or
         ``models: {"propagator": ..., "corrector": ..., "corrector_fine": ...}``; ``prior``
         (PriorConfig kwargs);
-        optional ``prior_choice: {"li_large", "frame_large"}``, ``time_step_ps`` (1.0) and
-        ``training_temperatures_K``. Weights: modules ``propagator`` and, optionally,
-        ``corrector``, ``corrector_fine`` and ``selector`` (the prior classifier, card
-        field ``selector``).
+        optional ``prior_choice: {"li_large", "frame_large"}``, ``time_step_ps`` (1.0),
+        ``training_temperatures_K`` and ``recommended_knobs``. Weights: modules
+        ``propagator`` and, optionally, ``corrector``, ``corrector_fine`` and ``selector``
+        (the prior classifier, card field ``selector``).
         """
         ckpt = load_checkpoint(name_or_path, directory)
         if ckpt.family != "liflow":
@@ -313,7 +325,15 @@ class LiFlowSimulator:
             selector=_build_selector(ckpt.name, card, ckpt.state_dicts.get("selector")),
             compile=compile,
             fine_corrector=models.get("corrector_fine"),
+            recommended_knobs=card.get("recommended_knobs"),
         )
+
+    def knob_default(self, name: str, value: Any = None) -> Any:
+        """``value`` where given, else this checkpoint's recommended ``name``, else the
+        knob's neutral default (:data:`RECOMMENDABLE_KNOBS`)."""
+        if value is not None:
+            return value
+        return self.recommended_knobs.get(name, RECOMMENDABLE_KNOBS[name])
 
     # -- protocol --------------------------------------------------------------------
     def prepare(self, atoms: Atoms, temperature_K: float, **knobs: Any) -> LiFlowState:
@@ -324,10 +344,10 @@ class LiFlowSimulator:
         self,
         atoms_list: Sequence[Atoms],
         temperatures_K: Sequence[float],
-        prior_scale_li: float = 1.0,
-        prior_scale_frame: float = 1.0,
+        prior_scale_li: float | None = None,
+        prior_scale_frame: float | None = None,
         corrector_strength: float = 1.0,
-        flow_steps: int = 10,
+        flow_steps: int | None = None,
         seed: int = 0,
         device: str | None = None,
         prior_choices: Sequence[dict[str, bool]] | None = None,
@@ -340,9 +360,11 @@ class LiFlowSimulator:
             atoms_list: B periodic structures (positions taken as unwrapped, Å).
             temperatures_K: B temperatures in K (> 0; outside the training range warns).
             prior_scale_li, prior_scale_frame: multipliers λ of the Propagator prior
-                variance σ² of Li / frame atoms (1 = as trained).
+                variance σ² of Li / frame atoms (1 = as trained; None: the checkpoint's
+                recommended value, else 1).
             corrector_strength: s ∈ [0, 1] (module doc); ignored without a Corrector.
-            flow_steps: Euler steps N per flow integration (10).
+            flow_steps: Euler steps N per flow integration (None: the checkpoint's
+                recommended value, else 10).
             seed: seed of the rollout's torch.Generator.
             device: move the models there first ("auto", "cpu", "cuda[:N]").
             prior_choices: B ``{"li": large, "frame": large}`` for the adaptive prior,
@@ -356,6 +378,9 @@ class LiFlowSimulator:
         """
         if len(atoms_list) != len(temperatures_K) or not atoms_list:
             raise MDConfigError("need one temperature per structure and at least one structure")
+        prior_scale_li = self.knob_default("prior_scale_li", prior_scale_li)
+        prior_scale_frame = self.knob_default("prior_scale_frame", prior_scale_frame)
+        flow_steps = self.knob_default("flow_steps", flow_steps)
         _check_knobs(corrector_strength, flow_steps, corrector_start, corrector_every)
         temps = [self._check_temperature(float(t)) for t in temperatures_K]
         if device is not None:
@@ -691,6 +716,33 @@ class LiFlowSimulator:
     def _to(self, device: str) -> None:
         for model in self._flow_models():
             model.to(device)
+
+
+def _checked_recommended_knobs(knobs: dict[str, Any] | None, name: str) -> dict[str, Any]:
+    """A card's ``recommended_knobs``, checked: known names, usable values."""
+    knobs = dict(knobs or {})
+    unknown = sorted(set(knobs) - set(RECOMMENDABLE_KNOBS))
+    if unknown:
+        raise CheckpointError(
+            f"{name}: recommended_knobs names {unknown}; known: {sorted(RECOMMENDABLE_KNOBS)}"
+        )
+    for key in ("prior_scale_li", "prior_scale_frame"):
+        if key in knobs:
+            value = knobs[key]
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not (0.0 < float(value) < math.inf)
+            ):
+                raise CheckpointError(f"{name}: recommended {key} must be > 0, got {value!r}")
+            knobs[key] = float(value)
+    if "flow_steps" in knobs:
+        value = knobs["flow_steps"]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise CheckpointError(
+                f"{name}: recommended flow_steps must be an integer >= 1, got {value!r}"
+            )
+    return knobs
 
 
 def _check_knobs(

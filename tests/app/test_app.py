@@ -332,3 +332,14 @@ def test_only_the_open_views_tab_is_rebuilt_while_running_and_all_at_the_end(tmp
     before = app.figures["pmf"]
     app.views.active = 2  # opening a tab after the run redraws its figure
     assert app.figures["pmf"] is not before and app.panes["pmf"].object is app.figures["pmf"]
+
+
+def test_picking_a_model_sets_the_knobs_its_card_recommends(tmp_path):
+    plain = brownian_choice()
+    card = {**plain.card, "name": "tuned", "recommended_knobs": {"prior_scale_frame": 0.7}}
+    app = make_app(tmp_path, [plain, ModelChoice("tuned", card, factory=plain.factory)])
+    assert app.prior_scale_frame.value == 1.0
+    app.model.value = 1
+    assert app.prior_scale_frame.value == 0.7 and app.knobs()["prior_scale_frame"] == 0.7
+    app.model.value = 0
+    assert app.prior_scale_frame.value == 1.0 and app.prior_scale_li.value == 1.0

@@ -242,6 +242,12 @@ def test_report_tables_the_card_with_targets_and_verdicts(built):
     assert "Evaluation on held-out materials/temperatures" in text
     assert "**Knob study** (LGPS):" in text and text.count("| 0.5 |") >= 3
     assert "toyA_600K" not in text  # file names stay in the card; the report counts them
+    assert "Recommended knobs" not in text
+    tuned = liflow_report([{**card, "recommended_knobs": {"prior_scale_frame": 0.7}}])
+    assert (
+        "Recommended knobs, the defaults of rollouts and the evaluations below: "
+        "prior_scale_frame = 0.7" in tuned
+    )
     summary = card["evaluation"]["summary"]
     rows = {label: (value, verdict) for label, value, _, verdict in metric_rows(summary)}
     mae = summary["mae_log10_msd_li"]
@@ -300,6 +306,30 @@ def test_reevaluation_redoes_the_cards_metrics_from_the_same_rollouts(built, ref
         reevaluate_bundle("liflow_nothing", tmp_path, references, RUNS, log=lambda _: None)
     with pytest.raises(BundleError, match="no card"):
         reevaluate_bundle(plan.name, tmp_path / "empty", references, RUNS, plan=plan)
+
+
+def test_a_recommended_frame_prior_scale_reaches_the_card_and_its_evaluation(
+    built, references, tmp_path
+):
+    import shutil
+
+    plan, card_path, _, _ = built
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(card_path.with_suffix(suffix), tmp_path / f"{plan.name}{suffix}")
+    before = read_card(card_path)
+    assert before["recommended_knobs"] == {}
+    changed = json.loads(json.dumps(before))
+    changed["settings"]["recommended_prior_scale_frame"] = 0.25
+    (tmp_path / f"{plan.name}.json").write_text(json.dumps(changed))
+    reevaluate_bundle(plan.name, tmp_path, references, RUNS, log=lambda _: None, plan=plan)
+    after = read_card(tmp_path / f"{plan.name}.json")
+    assert after["recommended_knobs"] == {"prior_scale_frame": 0.25}
+    sim = LiFlowSimulator.from_checkpoint(tmp_path / f"{plan.name}.json", device="cpu")
+    assert sim.knob_default("prior_scale_frame") == 0.25
+    # The rollouts drew the same seeds with a 4x narrower frame prior: the frame moves less.
+    records = [c["evaluation"]["records"] for c in (before, after)]
+    moved = [np.nanmean([r.get("log10_msd_frame", np.nan) for r in rs]) for rs in records]
+    assert moved[1] < moved[0]
 
 
 def test_report_marks_misses_and_undefined_metrics():

@@ -52,6 +52,9 @@ def test_train_then_rollout_from_the_command_line(trained, tmp_path):
     np.testing.assert_allclose(frames.times_ps, [0.0, 1.0, 2.0, 3.0])
     assert frames.metadata["knobs"]["temperature_K"] == 300.0
     assert frames.metadata["prior_choice"] == {"li": True, "frame": False}  # the card's
+    assert frames.metadata["knobs_in_effect"] == {
+        "prior_scale_li": 1.0, "prior_scale_frame": 1.0, "flow_steps": 2
+    }  # fmt: skip
 
 
 def test_rollout_without_a_checkpoint_says_what_to_do(tmp_path, capsys, monkeypatch):
@@ -118,6 +121,12 @@ def test_corrector_noise_reaches_the_bundle_settings(monkeypatch):
     assert main([*base, "0.15"]) == 0
     assert seen["settings"].label_thresholds()["li"] == 0.15
     for bad in ("0", "-1", "nan"):
+        assert main([*base, bad]) != 0
+    assert seen["settings"].recommended_knobs() == {}
+    base = ["train", "liflow", "--bundle", "liflow_Li3PS4-beta", "--recommended-prior-scale-frame"]
+    assert main([*base, "0.7"]) == 0
+    assert seen["settings"].recommended_knobs() == {"prior_scale_frame": 0.7}
+    for bad in ("0", "-0.5", "inf"):
         assert main([*base, bad]) != 0
 
 

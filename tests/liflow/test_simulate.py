@@ -11,7 +11,7 @@ import pytest
 import torch
 from ase import Atoms
 
-from explorer.checkpoints import save_checkpoint
+from explorer.checkpoints import CheckpointError, save_checkpoint
 from explorer.errors import MDConfigError, SimulationDiverged, UnknownElementError
 from explorer.liflow import FlowModel, FlowModelConfig
 from explorer.liflow.prior import PriorConfig, masses_of, prior_std, sample_prior
@@ -259,6 +259,35 @@ def test_batch_of_structures_and_temperatures() -> None:
     assert sim.frame(new).positions.shape == (16, 3) and sim.frame(new).time_ps == 1.0
 
 
+def test_recommended_knobs_are_defaults_that_explicit_knobs_override() -> None:
+    atoms = structure()
+    plain = simulator()
+    tuned = simulator(recommended_knobs={"prior_scale_frame": 0.49, "flow_steps": 3})
+    neutral, recommended = plain.prepare(atoms, 800.0), tuned.prepare(atoms, 800.0)
+    is_li = torch.as_tensor(atoms.numbers) == 3
+    ratio = recommended.std_propagator / neutral.std_propagator
+    torch.testing.assert_close(ratio[is_li], torch.ones(4, dtype=DTYPE))  # Li untouched
+    torch.testing.assert_close(ratio[~is_li], torch.full((4,), 0.7, dtype=DTYPE))
+    assert (neutral.flow_steps, recommended.flow_steps) == (10, 3)
+    # a knob given explicitly wins, 1 still meaning the trained prior
+    explicit = tuned.prepare(atoms, 800.0, prior_scale_frame=1.0, flow_steps=10)
+    torch.testing.assert_close(explicit.std_propagator, neutral.std_propagator)
+    assert explicit.flow_steps == 10
+    assert tuned.knob_default("prior_scale_li") == 1.0
+    assert tuned.knob_default("prior_scale_frame") == 0.49
+    assert tuned.knob_default("prior_scale_frame", 2.0) == 2.0
+
+
+@pytest.mark.parametrize(
+    "knobs",
+    [{"corrector_strength": 0.5}, {"prior_scale_frame": 0}, {"prior_scale_li": float("nan")},
+     {"prior_scale_frame": True}, {"flow_steps": 2.5}, {"flow_steps": 0}],
+)  # fmt: skip
+def test_unusable_recommended_knobs_are_refused_naming_the_checkpoint(knobs) -> None:
+    with pytest.raises(CheckpointError, match="tiny"):
+        simulator(recommended_knobs=knobs, name="tiny")
+
+
 def test_from_checkpoint_round_trip(tmp_path) -> None:
     propagator, corrector = tiny_model(3).float(), tiny_model(4).float()
     card = {
@@ -268,16 +297,21 @@ def test_from_checkpoint_round_trip(tmp_path) -> None:
         "prior_choice": {"li_large": False, "frame_large": False},
         "training_temperatures_K": [600, 1000],
         "time_step_ps": 2.0,
+        "recommended_knobs": {"prior_scale_frame": 0.7},
     }
     path = save_checkpoint(
         "tiny", {"propagator": propagator, "corrector": corrector}, card, tmp_path
     )
     sim = LiFlowSimulator.from_checkpoint(path, device="cpu")
     assert sim.name == "tiny" and sim.prior == PRIOR and sim.training_temperatures_K == (600, 1000)
+    assert sim.recommended_knobs == {"prior_scale_frame": 0.7}
     for mine, theirs in ((sim.propagator, propagator), (sim.corrector, corrector)):
         for key, value in theirs.state_dict().items():
             assert torch.equal(mine.state_dict()[key], value)
-    direct = LiFlowSimulator(propagator, corrector, PRIOR, li_large=False, time_step_ps=2.0)
+    direct = LiFlowSimulator(
+        propagator, corrector, PRIOR, li_large=False, time_step_ps=2.0,
+        recommended_knobs={"prior_scale_frame": 0.7},
+    )  # fmt: skip
     a = sim.step(sim.prepare(structure(), temperature_K=800.0, seed=1, flow_steps=2))
     b = direct.step(direct.prepare(structure(), temperature_K=800.0, seed=1, flow_steps=2))
     assert a.time_ps == 2.0

@@ -37,7 +37,9 @@ def test_card_summary_says_what_and_how_well():
     assert line.startswith("liflow_LGPS: trained on LGPS at 600–1200 K (Li/P/S/Ge)")
     assert "log10 MSD_Li MAE 0.21" in line and "stable 100 %" in line
     assert "RDF MAE 0.151," in line  # dimensionless (eq. 18), no unit
-    assert "\n" not in line
+    assert "\n" not in line and "recommended" not in line
+    tuned = helpers.card_summary({**BUNDLED_CARD, "recommended_knobs": {"prior_scale_frame": 0.7}})
+    assert tuned.endswith("; recommended prior scale frame 0.7")
 
 
 def test_card_summary_of_a_cli_trained_card_falls_back_to_files_and_loss():

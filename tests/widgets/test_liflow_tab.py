@@ -273,3 +273,15 @@ def test_summary_shows_the_shown_replicas_classifier_choice():
     assert "prior: Li large, frame small (classifier)" in tab.summary.value  # 900 K shown
     tab.replica.value = 700.0
     assert "prior: Li small, frame small (classifier)" in tab.summary.value
+
+
+def test_picking_a_model_sets_the_knobs_it_recommends_and_resets_the_others():
+    plain = tiny_liflow_choice()
+    card = {**plain.card, "name": "tuned", "recommended_knobs": {"prior_scale_frame": 0.7}}
+    tab = make_tab([plain, type(plain)("tuned", card, factory=plain.factory)])
+    assert (tab.prior_scale_li.value, tab.prior_scale_frame.value) == (1.0, 1.0)
+    tab.model.value = 1
+    assert tab.prior_scale_frame.value == 0.7 and tab.prior_scale_li.value == 1.0
+    assert tab.knobs()["prior_scale_frame"] == 0.7 and tab.flow_steps.value == 10
+    tab.model.value = 0
+    assert tab.prior_scale_frame.value == 1.0
