@@ -286,11 +286,16 @@ def _add_liflow_train(families: argparse._SubParsersAction) -> None:
         "large Li prior (default 1.0; liflow_Li3InCl6 is built with 0.15)",
     )
     p.add_argument(
+        "--recommended-prior-scale-li",
+        type=float,
+        help="--bundle: the Li prior-scale knob's default recorded in the card "
+        "(recommended_knobs) and used by its evaluation (default 1 = the trained prior; "
+        "liflow_Li3InCl6 is built with 1.25)",
+    )
+    p.add_argument(
         "--recommended-prior-scale-frame",
         type=float,
-        help="--bundle: the frame prior-scale knob's default recorded in the card "
-        "(recommended_knobs) and used by its evaluation (default 1 = the trained prior; "
-        "liflow_Li3PS4-beta is built with 0.7)",
+        help="--bundle: the same for the frame prior scale (liflow_Li3PS4-beta: 0.7)",
     )
     p.add_argument("--eval-every", type=int)
     p.add_argument("--patience", type=int)
@@ -407,6 +412,11 @@ def _run_liflow_bundle(args: argparse.Namespace) -> int:
         max_wall_s=None if args.max_minutes is None else 60.0 * args.max_minutes,
         li_label_threshold_A2_ps=_positive(
             "--li-label-threshold", args.li_label_threshold, defaults.li_label_threshold_A2_ps
+        ),
+        recommended_prior_scale_li=_positive(
+            "--recommended-prior-scale-li",
+            args.recommended_prior_scale_li,
+            defaults.recommended_prior_scale_li,
         ),
         recommended_prior_scale_frame=_positive(
             "--recommended-prior-scale-frame",

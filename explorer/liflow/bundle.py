@@ -168,12 +168,14 @@ class BundleSettings:
             there, its Propagator hopped no Li at 600 K (D_Li 0.001 against 0.091 Å²/ps).
             ``liflow_Li3InCl6`` is built with 0.15 (module doc of ``classifier``: pure
             vibration saturates at 0.03–0.1 Å²/ps over 10 ps).
-        recommended_prior_scale_frame: the frame prior-scale knob's default for this
-            checkpoint, recorded in the card's ``recommended_knobs`` when not 1 and used
-            by its evaluation (the knob keeps its meaning: 1 = the trained prior). A
-            Propagator trained briefly moves frame atoms too far at high temperature;
-            for ``liflow_Li3PS4-beta`` 0.7 is built in, chosen on its own 25-ps
-            evaluation (README: RDF MAE and frame MSD error both fall).
+        recommended_prior_scale_li, recommended_prior_scale_frame: the prior-scale
+            knobs' defaults for this checkpoint, recorded in the card's
+            ``recommended_knobs`` when not 1 and used by its evaluation (the knobs keep
+            their meaning: 1 = the trained prior). Chosen on the checkpoint's own 25-ps
+            evaluation (README): ``liflow_Li3PS4-beta`` is built with a frame scale of 0.7
+            (its Propagator moves frame atoms too far; RDF MAE and frame MSD error both
+            fall), ``liflow_Li3InCl6`` with a Li scale of 1.25 (its Li diffuse too
+            slowly at 600–800 K; the Li MSD error halves and Ea moves to the reference's).
     """
 
     features: int = 64
@@ -195,12 +197,16 @@ class BundleSettings:
     compile: bool = True
     max_wall_s: float | None = None
     li_label_threshold_A2_ps: float = DEFAULT_THRESHOLDS_A2_PS["li"]
+    recommended_prior_scale_li: float = 1.0
     recommended_prior_scale_frame: float = 1.0
 
     def recommended_knobs(self) -> dict[str, float]:
         """The card's ``recommended_knobs`` (those that differ from the knob's neutral 1)."""
-        scale = self.recommended_prior_scale_frame
-        return {} if scale == 1.0 else {"prior_scale_frame": scale}
+        scales = {
+            "prior_scale_li": self.recommended_prior_scale_li,
+            "prior_scale_frame": self.recommended_prior_scale_frame,
+        }
+        return {k: v for k, v in scales.items() if v != 1.0}
 
     def label_thresholds(self) -> dict[str, float]:
         """The MSD-rate thresholds (Å²/ps) that label the reference runs' prior choices."""

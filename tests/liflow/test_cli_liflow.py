@@ -128,6 +128,12 @@ def test_corrector_noise_reaches_the_bundle_settings(monkeypatch):
     assert seen["settings"].recommended_knobs() == {"prior_scale_frame": 0.7}
     for bad in ("0", "-0.5", "inf"):
         assert main([*base, bad]) != 0
+    base = ["train", "liflow", "--bundle", "liflow_Li3InCl6", "--recommended-prior-scale-li"]
+    assert main([*base, "1.25", "--recommended-prior-scale-frame", "0.9"]) == 0
+    assert seen["settings"].recommended_knobs() == {
+        "prior_scale_li": 1.25, "prior_scale_frame": 0.9
+    }  # fmt: skip
+    assert main([*base, "-1"]) != 0
 
 
 def test_reuse_propagator_copies_into_the_work_dir_of_one_bundle(monkeypatch, tmp_path):
