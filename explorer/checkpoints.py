@@ -153,7 +153,7 @@ def card_headline(card: dict[str, Any]) -> str:
     LiFlow: the evaluation against reference MD (log10 MSD_Li MAE, Spearman ρ, RDF MAE,
     stable %) or, before evaluation, the best validation loss (Å²); FlashMD: validation
     RMSE of positions (Å) and energy (meV/atom); CG: ⟨Rg²⟩ r² of the model and of the
-    short-MD baseline on the test polymers.
+    short-MD baseline on the test polymers. Then the recommended knobs, if any.
     """
     family = str(card.get("family", "?"))
     kind = f" {card['kind']}" if card.get("kind") else ""
@@ -186,7 +186,19 @@ def card_headline(card: dict[str, Any]) -> str:
     else:
         loss = card.get("best_val_loss", card.get("best_val_nll"))
         detail = f"best validation loss {_num(loss, '.4g')}"
-    return f"{head}; {detail}"
+    recommended = recommended_knobs_text(card)
+    return f"{head}; {detail}" + (f"; {recommended}" if recommended else "")
+
+
+def recommended_knobs_text(card: dict[str, Any]) -> str:
+    """``"recommended prior scale frame 0.7, …"`` from a card's ``recommended_knobs`` (the
+    knob defaults its evaluation ran with), or "" when it has none."""
+    knobs = card.get("recommended_knobs") or {}
+    return (
+        "recommended " + ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in knobs.items())
+        if knobs
+        else ""
+    )
 
 
 def _num(value: Any, fmt: str = ".3f") -> str:

@@ -100,3 +100,7 @@ def test_card_headline_names_family_data_and_metrics():
     assert card_headline({"name": "x", "family": "liflow", "best_val_loss": None}).endswith(
         "best validation loss n/a"
     )
+    tuned = {**liflow, "recommended_knobs": {"prior_scale_li": 1.25, "prior_scale_frame": 0.7}}
+    assert card_headline(tuned) == card_headline(liflow) + (
+        "; recommended prior scale li 1.25, prior scale frame 0.7"
+    )

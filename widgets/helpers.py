@@ -20,6 +20,7 @@ from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols
 
 from explorer.cell import perpendicular_widths
+from explorer.checkpoints import recommended_knobs_text
 from explorer.errors import StructureError, UnreadableStructureError
 from explorer.materials import DEFAULT_MIN_WIDTH, load_structure, supercell_repeats
 from explorer.reference.dataset import REFERENCE_DIR, REFERENCE_RUNS, available_references
@@ -92,11 +93,8 @@ def card_summary(card: Mapping[str, Any]) -> str:
         metrics.append(f"best validation loss {card['best_val_loss']:.3g} Å²")
     if metrics:
         parts.append("validation: " + ", ".join(metrics))
-    recommended = card.get("recommended_knobs") or {}
-    if recommended:  # the validation above ran with these
-        knobs = (f"{k.replace('_', ' ')} {v:g}" for k, v in recommended.items())
-        parts.append("recommended " + ", ".join(knobs))
-    return "; ".join(parts)
+    recommended = recommended_knobs_text(dict(card))  # the validation above ran with these
+    return "; ".join([*parts, recommended] if recommended else parts)
 
 
 def model_warnings(
