@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from explorer.nn import painn
+
 __all__ = ["CompiledOrEager", "maybe_compile"]
 
 
@@ -47,6 +49,7 @@ class CompiledOrEager:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self._compiled is None:
             return self.module(*args, **kwargs)
+        painn.PARALLEL_CPU_SCATTER = torch.get_num_threads() > 1  # painn.scatter_sum
         try:
             return self._compiled(*args, **kwargs)
         except torch._dynamo.exc.TorchDynamoException as exc:

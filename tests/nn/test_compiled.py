@@ -68,3 +68,44 @@ def test_a_plain_function_compiles_and_falls_back_the_same_way(monkeypatch):
     assert isinstance(wrapped, CompiledOrEager)
     assert torch.equal(wrapped(torch.ones(1, 3)), torch.full((1, 3), 2.0)) and len(calls) == 1
     assert not wrapped.compiled
+
+
+class EdgeSum(nn.Module):
+    """A sum over edges into nodes, as in every message-passing layer."""
+
+    def forward(self, values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        from explorer.nn.painn import scatter_sum
+
+        return scatter_sum(values * values, index, 7)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_compiled_edge_sums_match_eager_on_one_and_several_threads(threads, monkeypatch):
+    from explorer.nn import painn
+
+    generator = torch.Generator().manual_seed(0)
+    values = torch.randn(40, 3, 5, dtype=torch.float64, generator=generator)
+    index = torch.randint(0, 7, (40,), generator=generator)
+    seen = []
+    original = painn.scatter_sum
+
+    def spy(*args):
+        seen.append(painn.PARALLEL_CPU_SCATTER)
+        return original(*args)
+
+    monkeypatch.setattr(painn, "scatter_sum", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        compiled = CompiledOrEager(EdgeSum())
+        leaf = values.clone().requires_grad_(True)
+        out = compiled(leaf, index)
+        out.sum().backward()
+    finally:
+        torch.set_num_threads(before)
+    assert compiled.compiled  # no fallback to eager
+    # Multi-threaded compiled sums take ATen's scatter_reduce (painn.scatter_sum).
+    assert seen and all(flag == (threads > 1) for flag in seen)
+    expected = torch.zeros(7, 3, 5, dtype=torch.float64).index_add_(0, index, values**2)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(leaf.grad, 2 * values)
