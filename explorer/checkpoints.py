@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -190,7 +191,7 @@ def card_headline(card: dict[str, Any]) -> str:
     return f"{head}; {detail}" + (f"; {recommended}" if recommended else "")
 
 
-def recommended_knobs_text(card: dict[str, Any]) -> str:
+def recommended_knobs_text(card: Mapping[str, Any]) -> str:
     """``"recommended prior scale frame 0.7, …"`` from a card's ``recommended_knobs`` (the
     knob defaults its evaluation ran with), or "" when it has none."""
     knobs = card.get("recommended_knobs") or {}

@@ -93,7 +93,7 @@ def card_summary(card: Mapping[str, Any]) -> str:
         metrics.append(f"best validation loss {card['best_val_loss']:.3g} Å²")
     if metrics:
         parts.append("validation: " + ", ".join(metrics))
-    recommended = recommended_knobs_text(dict(card))  # the validation above ran with these
+    recommended = recommended_knobs_text(card)  # the validation above ran with these
     return "; ".join([*parts, recommended] if recommended else parts)
 
 

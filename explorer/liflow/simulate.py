@@ -726,23 +726,15 @@ def _checked_recommended_knobs(knobs: dict[str, Any] | None, name: str) -> dict[
         raise CheckpointError(
             f"{name}: recommended_knobs names {unknown}; known: {sorted(RECOMMENDABLE_KNOBS)}"
         )
-    for key in ("prior_scale_li", "prior_scale_frame"):
-        if key in knobs:
-            value = knobs[key]
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not (0.0 < float(value) < math.inf)
-            ):
-                raise CheckpointError(f"{name}: recommended {key} must be > 0, got {value!r}")
-            knobs[key] = float(value)
-    if "flow_steps" in knobs:
-        value = knobs["flow_steps"]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    for key, value in knobs.items():
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if key == "flow_steps" and not (number and isinstance(value, int) and value >= 1):
             raise CheckpointError(
                 f"{name}: recommended flow_steps must be an integer >= 1, got {value!r}"
             )
-    return knobs
+        if key != "flow_steps" and not (number and 0.0 < float(value) < math.inf):
+            raise CheckpointError(f"{name}: recommended {key} must be > 0, got {value!r}")
+    return {k: v if k == "flow_steps" else float(v) for k, v in knobs.items()}
 
 
 def _check_knobs(
