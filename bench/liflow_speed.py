@@ -28,7 +28,8 @@ Prints, for one cell (LGPS 2×2×1 = 200 atoms by default):
   measurements taken seconds apart cancels most of it; the target is judged on the median;
 * batched throughput: one ``prepare_batch`` of 4 copies of the cell at 600/800/1000/1200 K
   stepped ``--batch-steps`` times, against 4 sequential single rollouts of as many steps
-  (target >= 2×).
+  (target >= 2×). On the CPU the batch's networks run over groups of structures of at
+  most ``LiFlowSimulator.cpu_group_atoms`` atoms (printed; one graph on a GPU).
 
 ``--compile`` evaluates the networks through ``torch.compile`` (inductor); the compile
 time is spent in the untimed warm-up step and printed separately.
@@ -423,9 +424,12 @@ def main() -> None:
         return
     n = len(temps)
     ratio = sequential / batched
+    on_cpu = sim.cpu_group_atoms is not None and not str(device).startswith("cuda")
+    graphs = f"CPU groups of <= {sim.cpu_group_atoms} atoms" if on_cpu else "one graph"
     print(
         f"batched: {n} x {len(atoms)} atoms at {'/'.join(f'{t:g}' for t in temps)} K, "
-        f"{args.batch_steps} steps each (prepare + steps, after 1 warm-up batched step)"
+        f"{args.batch_steps} steps each (prepare + steps, after 1 warm-up batched step; "
+        f"{graphs})"
     )
     print(
         f"  one prepare_batch rollout: {batched:.3f} s "

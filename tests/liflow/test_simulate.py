@@ -387,6 +387,42 @@ def test_a_batch_redraws_only_the_structures_whose_step_was_rejected() -> None:
     torch.testing.assert_close((masses * delta[8:]).sum(0), torch.zeros(3, dtype=DTYPE))
 
 
+@pytest.mark.parametrize("group_atoms, graphs", [(None, [24]), (16, [16, 8]), (4, [8, 8, 8])])
+def test_cpu_groups_of_a_batch_give_the_one_graph_result(group_atoms, graphs) -> None:
+    """On the CPU a batch's networks run over groups of at most ``cpu_group_atoms``
+    atoms (a larger structure alone); the step is the one-graph step, draws included."""
+    sizes: list[int] = []
+
+    class Recording(FlowModel):
+        def forward(self, numbers, positions, *rest):
+            sizes.append(positions.shape[0])
+            return super().forward(numbers, positions, *rest)
+
+    def sim_with(group):
+        torch.manual_seed(0)
+        prop = Recording(TINY).to(DTYPE)
+        torch.manual_seed(1)
+        corr = Recording(TINY).to(DTYPE)
+        return LiFlowSimulator(prop, corr, PRIOR, cpu_group_atoms=group)
+
+    structures = [structure(), structure(shift=True), structure()]
+    temperatures = [600.0, 800.0, 1000.0]
+    one = sim_with(None)
+    expected = one.step(one.prepare_batch(structures, temperatures, seed=3, flow_steps=2))
+    grouped = sim_with(group_atoms)
+    sizes.clear()
+    got = grouped.step(grouped.prepare_batch(structures, temperatures, seed=3, flow_steps=2))
+    # group by group: the Propagator's 2 flow steps, then the Corrector's 1
+    assert sizes == [n for n in graphs for _ in range(3)]
+    torch.testing.assert_close(got.positions, expected.positions, rtol=0, atol=1e-12)
+    assert got.retries == expected.retries == 0
+
+
+def test_cpu_group_atoms_must_be_positive() -> None:
+    with pytest.raises(MDConfigError, match="cpu_group_atoms"):
+        simulator(cpu_group_atoms=0)
+
+
 def test_a_redrawn_structure_names_its_atoms_by_their_batch_index() -> None:
     def last_atom_jumps(x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         v = torch.zeros_like(d)
