@@ -588,7 +588,8 @@ class LiFlowSimulator:
         """(B,) masks of the structure groups whose networks run as one graph: all of
         them, except on the CPU with ``cpu_group_atoms`` set (consecutive structures,
         at most that many atoms per group unless one structure alone has more)."""
-        if self.cpu_group_atoms is None or state.batch is None or state.positions.is_cuda:
+        on_cpu = state.positions.device.type == "cpu"
+        if self.cpu_group_atoms is None or state.batch is None or not on_cpu:
             return [torch.ones_like(state.temperatures_K, dtype=torch.bool)]
         counts = torch.bincount(state.batch, minlength=len(state.temperatures_K)).tolist()
         groups: list[list[int]] = []
