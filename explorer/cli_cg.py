@@ -158,6 +158,15 @@ def add_cg_train(families: argparse._SubParsersAction) -> None:
         default=0.0,
         help="σ of the GNS-style training noise on input positions (0 = off)",
     )
+    p.add_argument(
+        "--wall",
+        type=float,
+        nargs=2,
+        metavar=("K", "R0"),
+        default=(0.0, 1.2),
+        help="repulsive prior k/2 (r0 - r)^2 between CG beads without a CG bond, k in ε/σ², "
+        "r0 in σ, added to the learned mean acceleration (k = 0: none, the paper's model)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the saved state")
     p.add_argument("--no-progress", action="store_true")
@@ -181,6 +190,8 @@ def _run_cg_train(args: argparse.Namespace) -> int:
             layers=args.layers,
             history=args.history,
             correlated_noise=args.correlated_noise,
+            wall_k=args.wall[0],
+            wall_r0=args.wall[1],
         ),
         bead_size=args.bead_size,
         frame_stride=args.frame_stride,

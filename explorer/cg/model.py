@@ -60,6 +60,7 @@ __all__ = [
     "gaussian_nll",
     "graph_rg2",
     "mlp",
+    "wall_acceleration",
 ]
 
 
@@ -70,7 +71,9 @@ class ModelConfig:
     ``n_types`` bead types; ``history`` k velocities; ``cutoff`` radius-edge connectivity r
     in σ; ``noise_levels`` L geometric score levels from ``sigma_max`` to ``sigma_min`` (σ);
     ``correlated_noise`` couples the beads' Gaussian noise (module doc; False = the paper's
-    independent Gaussian).
+    independent Gaussian). ``wall_k`` (ε/σ²) and ``wall_r0`` (σ) set a fixed repulsive
+    prior between CG beads that share no CG bond (:func:`wall_acceleration`), added to the
+    network's mean acceleration, which then learns the rest (0 = none, the paper's model).
     """
 
     n_types: int = 4
@@ -87,6 +90,14 @@ class ModelConfig:
     sigma_max: float = 1.0
     rg_head: bool = True
     correlated_noise: bool = False
+    wall_k: float = 0.0
+    wall_r0: float = 1.2
+
+    def __post_init__(self) -> None:
+        if not (self.wall_k >= 0 and self.wall_r0 > 0):
+            raise ValueError(
+                f"wall_k must be >= 0 and wall_r0 > 0, got {self.wall_k} and {self.wall_r0}"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -420,3 +431,30 @@ def noise_schedule(config: ModelConfig) -> torch.Tensor:
         torch.log10(torch.tensor(config.sigma_min)),
         config.noise_levels,
     )
+
+
+def wall_acceleration(
+    x: torch.Tensor,
+    weights: torch.Tensor,
+    edges: torch.Tensor,
+    bond_flag: torch.Tensor,
+    k: float,
+    r0: float,
+) -> torch.Tensor:
+    """Acceleration (n, 3) in σ/τ² from a harmonic wall U = k/2 (r0 - r)² for r < r0
+    (k in ε/σ², r0 and positions ``x`` (n, 3) in σ, ``weights`` (n,) bead masses in m)
+    between the beads of every edge that is not a CG bond.
+
+    ``edges`` (E, 2) hold both directions of a pair; each directed edge pushes its
+    receiver, so the forces of a pair cancel (total momentum is kept) and the result
+    rotates with ``x``. Overlapping CG beads are what the learned dynamics alone lets
+    through: non-bonded CG beads came 1.3–1.6× closer than in MD (README, CG polymers).
+    """
+    if k == 0.0 or edges.numel() == 0:
+        return torch.zeros_like(x)
+    src, dst = edges[:, 0], edges[:, 1]
+    d = x[dst] - x[src]
+    r = torch.sqrt((d * d).sum(-1) + 1e-12)
+    push = k * (r0 - r).clamp(min=0.0) * (1.0 - bond_flag)
+    force = scatter_sum((push / r)[:, None] * d, dst, x.shape[0])
+    return force / weights[:, None]

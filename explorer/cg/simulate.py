@@ -268,6 +268,7 @@ class CGSimulator:
             state.c, state.weights, state.x / sc.length, state.v.transpose(0, 1) / sc.velocity,
             edges, flag, graph, 1,
         )  # fmt: skip
+        out = self.modules.with_wall(out, state.x, state.weights, edges, flag)
         for _ in range(self.max_retries + 1):
             z = torch.randn((2, *out.mean.shape), generator=state.generator)
             a = sc.acceleration * (out.mean + acceleration_noise(out, edges, z[0], z[1]))

@@ -48,6 +48,7 @@ from tqdm import tqdm
 from explorer.cg.data import Batch, CGPolymer, graph_edges, make_batch, prepare_polymer
 from explorer.cg.model import (
     DynamicsGNN,
+    DynamicsOutput,
     EmbeddingGNN,
     ModelConfig,
     Scales,
@@ -59,6 +60,7 @@ from explorer.cg.model import (
     gaussian_nll,
     graph_rg2,
     noise_schedule,
+    wall_acceleration,
 )
 from explorer.cg.polymers import BEAD_TYPES, load_polymer
 from explorer.checkpoints import CHECKPOINT_DIR, save_checkpoint, sha256_of
@@ -135,6 +137,23 @@ class CGModules:
         for m in self.as_dict().values():
             m.train(mode)
 
+    def with_wall(
+        self,
+        out: DynamicsOutput,
+        x: torch.Tensor,
+        weights: torch.Tensor,
+        edges: torch.Tensor,
+        bond_flag: torch.Tensor,
+    ) -> DynamicsOutput:
+        """``out`` with the wall prior (``config.wall_k``, :func:`wall_acceleration`) added
+        to its mean, in the network's units (σ/τ² ÷ the acceleration scale); ``x`` in σ.
+        The network then models the acceleration that the wall leaves."""
+        cfg = self.config
+        if cfg.wall_k == 0.0:
+            return out
+        wall = wall_acceleration(x, weights, edges, bond_flag, cfg.wall_k, cfg.wall_r0)
+        return out._replace(mean=out.mean + wall.to(out.mean.dtype) / self.scales.acceleration)
+
     def bead_embeddings(self, polymer: CGPolymer) -> torch.Tensor:
         """c_m (M, D) of one polymer (embedding GNN on the fine graph, then eq. 1)."""
         c = self.embedding(polymer.types, polymer.fine_masses, polymer.bonds)
@@ -205,6 +224,7 @@ def batch_losses(
         c, batch.weights, batch.x / sc.length, batch.v / sc.velocity,
         batch.edges, batch.bond_flag, batch.graph, n_graphs,
     )  # fmt: skip
+    out = modules.with_wall(out, batch.x, batch.weights, batch.edges, batch.bond_flag)
     target = batch.target / sc.acceleration
     # One dense per-chain covariance serves both the correlated NLL and the R_g² step term.
     cov = None

@@ -173,13 +173,15 @@ def test_retraining_keeps_the_cards_variant_records(local_polymers: Path, tmp_pa
     data = [str(p) for p in sorted(local_polymers.glob("train_I_*.h5"))]
     argv = ["train", "cg", "--data", *data, "--name", "cg-keep", "--out-dir", str(tmp_path),
             "--max-steps", "2", "--eval-every", "2", "--hidden", "8", "--layers", "1",
-            "--validation", "1", "--input-noise", "0.05", "--no-progress"]  # fmt: skip
+            "--validation", "1", "--input-noise", "0.05", "--wall", "1.5", "1.1",
+            "--no-progress"]  # fmt: skip
     args = _parser().parse_args(argv)
     assert args.handler(args) == 0
     card_path = tmp_path / "cg-keep.json"
     card = json.loads(card_path.read_text())
     assert "variants_tried" not in card
     assert card["train_config"]["input_noise"] == 0.05
+    assert (card["model"]["wall_k"], card["model"]["wall_r0"]) == (1.5, 1.1)
     card["variants_tried"] = [{"id": "A", "model_r2": 0.1}]
     card["variants_tried_note"] = "what was tried"
     card["validation_metrics"] = {"model_r2": 0.5}  # describes the old weights only

@@ -20,6 +20,7 @@ from explorer.cg.model import (
     cg_embedding,
     correlated_gaussian_nll,
     gaussian_nll,
+    wall_acceleration,
 )
 
 CONFIG = ModelConfig(embed_dim=8, hidden=16, layers=2, history=3, cutoff=4.0, score_hidden=8)
@@ -217,3 +218,36 @@ def test_expected_next_rg2_matches_sampling() -> None:
     # and R_g² is translation invariant, as the masses' centre is removed
     torch.testing.assert_close(graph_rg2(x + 5.0, masses, graph, n_graphs),
                                graph_rg2(x, masses, graph, n_graphs))  # fmt: skip
+
+
+def test_wall_pushes_two_overlapping_beads_apart_by_hookes_law() -> None:
+    x = torch.tensor([[0.0, 0.0, 0.0], [0.8, 0.0, 0.0]], dtype=torch.float64)
+    w = torch.tensor([2.0, 4.0], dtype=torch.float64)
+    edges = torch.tensor([[0, 1], [1, 0]])
+    a = wall_acceleration(x, w, edges, torch.zeros(2, dtype=torch.float64), k=3.0, r0=1.2)
+    force = 3.0 * (1.2 - 0.8)  # ε/σ, along the separation
+    expected = torch.tensor([[-force / 2.0, 0, 0], [force / 4.0, 0, 0]], dtype=torch.float64)
+    torch.testing.assert_close(a, expected)
+    # a CG bond carries no wall, nor a pair beyond r0, nor k = 0
+    bonded = wall_acceleration(x, w, edges, torch.ones(2, dtype=torch.float64), k=3.0, r0=1.2)
+    assert torch.equal(bonded, torch.zeros_like(x))
+    assert torch.equal(wall_acceleration(x, w, edges, torch.zeros(2), k=3.0, r0=0.7), 0 * x)
+    assert torch.equal(wall_acceleration(x, w, edges, torch.zeros(2), k=0.0, r0=1.2), 0 * x)
+
+
+def test_wall_keeps_momentum_and_rotates_with_the_chain() -> None:
+    d = _inputs(seed=3, m=12)
+    x = 0.3 * d["x"]  # a crumpled chain: many non-bonded pairs inside r0
+    edges, flag = graph_edges(x[None], d["bond"], 2.0)
+    a = wall_acceleration(x, d["w"], edges, flag, k=2.0, r0=1.2)
+    assert float(a.abs().max()) > 0.1
+    torch.testing.assert_close((d["w"][:, None] * a).sum(0), torch.zeros(3, dtype=x.dtype))
+    rot = torch.as_tensor(Rotation.random(random_state=4).as_matrix(), dtype=x.dtype)
+    rotated = wall_acceleration(x @ rot.T + 5.0, d["w"], edges, flag, k=2.0, r0=1.2)
+    torch.testing.assert_close(rotated, a @ rot.T)
+
+
+@pytest.mark.parametrize("k, r0", [(-1.0, 1.2), (1.0, 0.0), (float("nan"), 1.2)])
+def test_a_wall_needs_a_non_negative_stiffness_and_a_positive_range(k, r0) -> None:
+    with pytest.raises(ValueError, match="wall_k"):
+        ModelConfig(wall_k=k, wall_r0=r0)

@@ -140,6 +140,37 @@ def test_correlated_noise_and_rg_step_loss_train_and_roll_out(polymer_dir: Path)
     assert torch.isfinite(state.x).all()
 
 
+def test_a_wall_prior_is_part_of_the_trained_and_simulated_mean(polymer_dir: Path) -> None:
+    from dataclasses import replace
+
+    from explorer.cg.data import graph_edges
+    from explorer.cg.model import wall_acceleration
+
+    base = tiny_train_config(max_steps=10, eval_every=5)
+    config = replace(base, model=replace(base.model, wall_k=2.0, wall_r0=1.5))
+    result = train(_paths(polymer_dir), config, progress=False)
+    modules = result.modules
+    assert (modules.config.wall_k, modules.config.wall_r0) == (2.0, 1.5)
+    simulator = CGSimulator(modules, config.bead_size, 0.5, polymer_dir=polymer_dir)
+    state = simulator.prepare(simulator.polymer_atoms("test_II_000"), seed=1)
+    x = 0.4 * state.x  # squeezed, so the wall acts
+    edges, flag = graph_edges(x[None], state.polymer.bond_matrix, modules.config.cutoff)
+    graph = torch.zeros(x.shape[0], dtype=torch.long)
+    sc = modules.scales
+    with torch.no_grad():
+        out = modules.dynamics(
+            state.c, state.weights, x / sc.length, state.v.transpose(0, 1) / sc.velocity,
+            edges, flag, graph, 1,
+        )  # fmt: skip
+    walled = modules.with_wall(out, x, state.weights, edges, flag)
+    wall = wall_acceleration(x, state.weights, edges, flag, 2.0, 1.5)
+    assert float(wall.abs().max()) > 0
+    torch.testing.assert_close(walled.mean - out.mean, wall / sc.acceleration)
+    torch.testing.assert_close(walled.log_var, out.log_var)
+    off = replace(modules, config=replace(modules.config, wall_k=0.0))
+    assert off.with_wall(out, x, state.weights, edges, flag) is out
+
+
 def test_input_noise_aims_at_the_clean_next_frame(polymer_dir: Path) -> None:
     from explorer.cg.train import perturb_inputs
 
