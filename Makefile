@@ -71,7 +71,8 @@ card: install
 # last 2 for validation); train_I_012 … 031 came later and feed the opt-in variants
 # recorded in its card. Retraining on these files reproduces its weights bit for bit.
 # Since 2026-12-06 it has a repulsive wall prior between non-bonded CG beads (--wall:
-# k = 1 ε/σ², r0 = 1.2 σ; <Rg²> r² 0.40 -> 0.73; README).
+# k = 1 ε/σ², r0 = 1.2 σ) and weights selected by 500-step validation rollouts
+# (<Rg²> r² 0.40 -> 0.65; README).
 CG_TRAIN_FILES := $(foreach k,000 001 002 003 004 005 006 007 008 009 010 011,sample_data/polymers/train_I_$(k).h5)
 
 # Bundles whose Corrector and fine Corrector train 2,000 steps (CPU default: 1,000) on the
@@ -104,7 +105,8 @@ train: install
 		--fine-corrector-noise 0.1 --recommended-prior-scale-li 1.25 --work-dir build/liflow_li015 \
 		--device cpu --no-progress
 	$(VENV)/bin/accelmd checkpoints --report sample_data/checkpoints/LIFLOW.md
-	$(THREADS) $(VENV)/bin/accelmd train cg --data $(CG_TRAIN_FILES) --wall 1.0 1.2
+	$(THREADS) $(VENV)/bin/accelmd train cg --data $(CG_TRAIN_FILES) --wall 1.0 1.2 \
+		--rollout-validation-steps 500
 	$(THREADS) $(VENV)/bin/accelmd eval cg --write-card
 	$(MAKE) flashmd-train
 

@@ -273,7 +273,7 @@ def _run_cg_eval(args: argparse.Namespace) -> int:
         progress=not args.json,
     )  # fmt: skip
     if args.write_card:
-        write_metrics_to_card(args.checkpoint, report.summary)
+        write_metrics_to_card(args.checkpoint, report.summary, report.rows)
     if args.json:
         print(report.to_json())
         return 0
@@ -287,13 +287,16 @@ def _run_cg_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_metrics_to_card(checkpoint: str, summary: dict) -> Path:
-    """Add ``validation_metrics`` to a card without touching the weights (sha256 unchanged)."""
+def write_metrics_to_card(checkpoint: str, summary: dict, rows: list[dict] | None = None) -> Path:
+    """Add ``validation_metrics`` (and the per-polymer ``validation_per_polymer`` rows they
+    summarise) to a card without touching the weights (sha256 unchanged)."""
     from explorer.checkpoints import resolve
 
     path = resolve(checkpoint)
     card = json.loads(path.read_text())
     card["validation_metrics"] = summary
+    if rows is not None:
+        card["validation_per_polymer"] = rows
     path.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     return path
 

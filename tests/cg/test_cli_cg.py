@@ -167,6 +167,16 @@ def test_train_and_eval_cli(local_polymers: Path, tmp_path: Path, capsys) -> Non
         "model_t_relax_mae_tau",
         "model_overstretched_fraction",
     } <= set(report["summary"])
+    # --write-card stores the summary with the rows it summarises
+    args = _parser().parse_args(
+        ["eval", "cg", "--checkpoint", str(card), "--polymers", "test_II_000", "--steps", "20",
+         "--polymer-dir", str(local_polymers), "--write-card", "--json"]
+    )  # fmt: skip
+    capsys.readouterr()
+    assert args.handler(args) == 0
+    stored = json.loads(card.read_text())
+    assert stored["validation_metrics"] == json.loads(capsys.readouterr().out)["summary"]
+    assert [r["polymer"] for r in stored["validation_per_polymer"]] == ["test_II_000"]
 
 
 def test_retraining_keeps_the_cards_variant_records(local_polymers: Path, tmp_path: Path) -> None:
