@@ -23,6 +23,7 @@ its own stride. The thermostat time constant is in fs; randomness comes from ``r
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -201,8 +202,21 @@ class _Thermostatted(FlashMDVerlet):
         self.temperature_K = float(temperature_K)
         self.time_constant_fs = float(time_constant_fs)
 
+    #: The thermostat's update of the momenta over a time span (subclasses set it):
+    #: ``(momenta, masses, temperature_K, time_constant_fs, span_fs, rng) -> momenta``.
+    half_step: Callable[..., np.ndarray]
+
     def thermostat_half_step(self) -> None:
-        raise NotImplementedError
+        atoms = self.atoms
+        p = type(self).half_step(
+            atoms.get_momenta(),
+            atoms.get_masses(),
+            self.temperature_K,
+            self.time_constant_fs,
+            0.5 * self.stride_fs,
+            self.rng,
+        )
+        atoms.set_momenta(p, apply_constraint=False)
 
     def step(self) -> None:
         self.thermostat_half_step()
@@ -213,30 +227,10 @@ class _Thermostatted(FlashMDVerlet):
 class FlashMDLangevin(_Thermostatted):
     """OBABO Langevin with FlashMD as the BAB core (App D, eq. 9); γ = 1 / time_constant."""
 
-    def thermostat_half_step(self) -> None:
-        atoms = self.atoms
-        p = langevin_half_step(
-            atoms.get_momenta(),
-            atoms.get_masses(),
-            self.temperature_K,
-            self.time_constant_fs,
-            0.5 * self.stride_fs,
-            self.rng,
-        )
-        atoms.set_momenta(p, apply_constraint=False)
+    half_step = staticmethod(langevin_half_step)
 
 
 class FlashMDBussi(_Thermostatted):
     """Stochastic velocity rescaling (Bussi et al. 2007) half-strides around FlashMD."""
 
-    def thermostat_half_step(self) -> None:
-        atoms = self.atoms
-        p = bussi_half_step(
-            atoms.get_momenta(),
-            atoms.get_masses(),
-            self.temperature_K,
-            self.time_constant_fs,
-            0.5 * self.stride_fs,
-            self.rng,
-        )
-        atoms.set_momenta(p, apply_constraint=False)
+    half_step = staticmethod(bussi_half_step)
