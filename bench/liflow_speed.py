@@ -424,7 +424,7 @@ def main() -> None:
         return
     n = len(temps)
     ratio = sequential / batched
-    on_cpu = sim.cpu_group_atoms is not None and not str(device).startswith("cuda")
+    on_cpu = sim.cpu_group_atoms is not None and str(device) == "cpu"  # as the simulator
     graphs = f"CPU groups of <= {sim.cpu_group_atoms} atoms" if on_cpu else "one graph"
     print(
         f"batched: {n} x {len(atoms)} atoms at {'/'.join(f'{t:g}' for t in temps)} K, "

@@ -592,20 +592,14 @@ class LiFlowSimulator:
         if self.cpu_group_atoms is None or state.batch is None or not on_cpu:
             return [torch.ones_like(state.temperatures_K, dtype=torch.bool)]
         counts = torch.bincount(state.batch, minlength=len(state.temperatures_K)).tolist()
-        groups: list[list[int]] = []
-        size = 0
-        for b, n in enumerate(counts):
-            if not groups or size + n > self.cpu_group_atoms:
-                groups.append([])
-                size = 0
-            groups[-1].append(b)
+        group_of, group, size = [], -1, 0
+        for n in counts:  # greedy: a structure opens a new group when it would overflow
+            if group < 0 or size + n > self.cpu_group_atoms:
+                group, size = group + 1, 0
+            group_of.append(group)
             size += n
-        masks = []
-        for members in groups:
-            mask = torch.zeros_like(state.temperatures_K, dtype=torch.bool)
-            mask[members] = True
-            masks.append(mask)
-        return masks
+        ids = torch.tensor(group_of, device=state.temperatures_K.device)
+        return [ids == g for g in range(group + 1)]
 
     def _propose_graph(self, state: LiFlowState, noise: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """:meth:`propose` for the structures of ``state`` as one graph."""
