@@ -289,16 +289,13 @@ def _run_cg_eval(args: argparse.Namespace) -> int:
 
 def write_metrics_to_card(checkpoint: str, summary: dict, rows: list[dict] | None = None) -> Path:
     """Add ``validation_metrics`` (and the per-polymer ``validation_per_polymer`` rows they
-    summarise) to a card without touching the weights (sha256 unchanged)."""
-    from explorer.checkpoints import resolve
+    summarise) to a card without touching the weights (sha256 checked, unchanged)."""
+    from explorer.checkpoints import update_card
 
-    path = resolve(checkpoint)
-    card = json.loads(path.read_text())
-    card["validation_metrics"] = summary
+    updates: dict = {"validation_metrics": summary}
     if rows is not None:
-        card["validation_per_polymer"] = rows
-    path.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
-    return path
+        updates["validation_per_polymer"] = rows
+    return update_card(checkpoint, updates)
 
 
 # -- data ---------------------------------------------------------------------
