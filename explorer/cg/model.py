@@ -44,6 +44,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from explorer.errors import MDConfigError
 from explorer.nn.painn import scatter_sum
 
 __all__ = [
@@ -94,8 +95,10 @@ class ModelConfig:
     wall_r0: float = 1.2
 
     def __post_init__(self) -> None:
+        if self.history < 1:  # semi-implicit Euler integrates from the latest velocity
+            raise MDConfigError(f"history must be >= 1 velocity, got {self.history}")
         if not (self.wall_k >= 0 and self.wall_r0 > 0):
-            raise ValueError(
+            raise MDConfigError(
                 f"wall_k must be >= 0 and wall_r0 > 0, got {self.wall_k} and {self.wall_r0}"
             )
 

@@ -204,3 +204,17 @@ def test_retraining_keeps_the_cards_variant_records(local_polymers: Path, tmp_pa
     assert retrained["variants_tried"] == [{"id": "A", "model_r2": 0.1}]
     assert retrained["variants_tried_note"] == "what was tried"
     assert "validation_metrics" not in retrained
+
+
+def test_train_cli_refuses_settings_the_model_cannot_use(
+    local_polymers: Path, tmp_path: Path, capsys
+) -> None:
+    from explorer.cli import main
+
+    data = [str(p) for p in sorted(local_polymers.glob("train_I_*.h5"))]
+    common = ["train", "cg", "--data", *data, "--out-dir", str(tmp_path), "--no-progress"]
+    assert main([*common, "--history", "0"]) == 2
+    assert "history must be >= 1" in capsys.readouterr().err
+    assert main([*common, "--wall", "-1", "1.2"]) == 2
+    assert "wall_k must be >= 0" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # refused before any file was written

@@ -22,6 +22,7 @@ from explorer.cg.model import (
     gaussian_nll,
     wall_acceleration,
 )
+from explorer.errors import MDConfigError
 
 CONFIG = ModelConfig(embed_dim=8, hidden=16, layers=2, history=3, cutoff=4.0, score_hidden=8)
 
@@ -251,3 +252,10 @@ def test_wall_keeps_momentum_and_rotates_with_the_chain() -> None:
 def test_a_wall_needs_a_non_negative_stiffness_and_a_positive_range(k, r0) -> None:
     with pytest.raises(ValueError, match="wall_k"):
         ModelConfig(wall_k=k, wall_r0=r0)
+
+
+@pytest.mark.parametrize("history", [0, -1])
+def test_the_integrator_needs_at_least_one_history_velocity(history) -> None:
+    # Semi-implicit Euler steps from the latest velocity; k = 0 used to crash in make_batch.
+    with pytest.raises(MDConfigError, match="history must be >= 1"):
+        ModelConfig(history=history)
