@@ -153,6 +153,14 @@ def add_cg_train(families: argparse._SubParsersAction) -> None:
         help="select weights by N-step rollouts of the validation polymers (0 = by NLL)",
     )
     p.add_argument(
+        "--ema",
+        type=float,
+        default=0.0,
+        metavar="DECAY",
+        help="validate, select and save an exponential moving average of the weights with "
+        "this decay per step, e.g. 0.99 (0 = off)",
+    )
+    p.add_argument(
         "--input-noise",
         type=float,
         default=0.0,
@@ -198,6 +206,7 @@ def _run_cg_train(args: argparse.Namespace) -> int:
         rg_step_weight=args.rg_step_weight,
         rollout_validation_steps=args.rollout_validation_steps,
         input_noise=args.input_noise,
+        ema_decay=args.ema,
         max_steps=args.max_steps,
         eval_every=args.eval_every,
         patience=args.patience,

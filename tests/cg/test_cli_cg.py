@@ -135,6 +135,8 @@ def test_train_and_eval_cli(local_polymers: Path, tmp_path: Path, capsys) -> Non
             "2",
             "--rollout-validation-steps",
             "5",
+            "--ema",
+            "0.5",
             "--no-progress",
         ]
     )
@@ -142,6 +144,7 @@ def test_train_and_eval_cli(local_polymers: Path, tmp_path: Path, capsys) -> Non
     card = tmp_path / "cg-cli.json"
     written = json.loads(card.read_text())
     assert written["dt_tau"] == 2 * 0.5 and written["selected_by"] == "rollout_rg2_error"
+    assert written["train_config"]["ema_decay"] == 0.5
     args = _parser().parse_args(
         [
             "eval",

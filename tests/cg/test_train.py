@@ -12,12 +12,15 @@ from explorer.cg.data import make_batch
 from explorer.cg.simulate import CGSimulator
 from explorer.cg.train import (
     CGModules,
+    TrainConfig,
+    WeightAverage,
     _validate,
     fit_scales,
     load_training_polymers,
     train,
 )
 from explorer.checkpoints import load_checkpoint
+from explorer.errors import MDConfigError
 
 from .conftest import tiny_train_config
 
@@ -43,8 +46,9 @@ def test_tiny_training_run_reduces_the_loss(polymer_dir: Path) -> None:
     assert all(np.isnan(h[6]) for h in result.history)
 
 
-def test_training_resumes_exactly(polymer_dir: Path, tmp_path: Path) -> None:
-    config = tiny_train_config(max_steps=20)
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_training_resumes_exactly(polymer_dir: Path, tmp_path: Path, ema_decay: float) -> None:
+    config = tiny_train_config(max_steps=20, ema_decay=ema_decay)
     straight = train(_paths(polymer_dir), config, progress=False)
 
     class Interrupt(Exception):
@@ -212,3 +216,46 @@ def test_training_with_input_noise_trains_on_perturbed_inputs(polymer_dir: Path)
     a = clean.modules.dynamics.state_dict()
     b = noisy.modules.dynamics.state_dict()
     assert any(not torch.equal(a[k], b[k]) for k in a)  # same seed, different inputs
+
+
+def test_weight_average_is_an_exponential_moving_average_and_swaps_back() -> None:
+    layer = torch.nn.Linear(2, 1)
+    average = WeightAverage(layer.parameters(), decay=0.75)
+    start = [p.detach().clone() for p in layer.parameters()]
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(4.0)
+    average.update()
+    for a, s0 in zip(average.average, start, strict=True):
+        torch.testing.assert_close(a, s0 + 0.25 * 4.0)  # 0.75 * old + 0.25 * new
+    raw = [p.detach().clone() for p in layer.parameters()]
+    with average.swapped_in():
+        for p, a in zip(layer.parameters(), average.average, strict=True):
+            torch.testing.assert_close(p.detach(), a)
+    for p, r in zip(layer.parameters(), raw, strict=True):
+        torch.testing.assert_close(p.detach(), r)  # training continues from the raw weights
+
+
+def test_training_with_an_average_selects_and_saves_the_average(
+    polymer_dir: Path, tmp_path: Path
+) -> None:
+    config = tiny_train_config(max_steps=12, eval_every=12, ema_decay=0.8)
+    train(_paths(polymer_dir), config, out_name="cg-ema", out_dir=tmp_path, progress=False)
+    state = torch.load(tmp_path / "cg-ema.state.pt", weights_only=True)
+    saved = load_checkpoint("cg-ema", tmp_path).state_dicts
+    flat_best = [v for name in ("embedding", "dynamics", "score")
+                 for v in state["best_state"][name].values()]  # fmt: skip
+    assert len(flat_best) == len(state["average"])
+    for best, avg in zip(flat_best, state["average"], strict=True):
+        torch.testing.assert_close(best, avg)
+    raw = state["modules"]["dynamics"]
+    kept = saved["dynamics"]
+    assert any(not torch.equal(raw[k], kept[k]) for k in raw)  # the average, not the last step
+    assert all(torch.equal(state["best_state"]["dynamics"][k], kept[k]) for k in kept)
+    assert load_checkpoint("cg-ema", tmp_path).card["train_config"]["ema_decay"] == 0.8
+
+
+@pytest.mark.parametrize("decay", [-0.1, 1.0])
+def test_an_average_decay_outside_0_1_is_refused(decay: float) -> None:
+    with pytest.raises(MDConfigError, match="ema_decay"):
+        TrainConfig(ema_decay=decay)
