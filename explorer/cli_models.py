@@ -297,6 +297,14 @@ def _add_liflow_train(families: argparse._SubParsersAction) -> None:
         type=float,
         help="--bundle: the same for the frame prior scale (liflow_Li3PS4-beta: 0.7)",
     )
+    p.add_argument(
+        "--full-corrector-flow-below-K",
+        type=float,
+        metavar="K",
+        help="--bundle: structures below this temperature get the Propagator's N Euler "
+        "steps in each Corrector instead of ⌈3N/10⌉ (recorded in the card; "
+        "liflow_Li3InCl6 is built with 900)",
+    )
     p.add_argument("--eval-every", type=int)
     p.add_argument("--patience", type=int)
     p.add_argument("--batch-size", type=int, default=16)
@@ -423,6 +431,9 @@ def _run_liflow_bundle(args: argparse.Namespace) -> int:
             args.recommended_prior_scale_frame,
             defaults.recommended_prior_scale_frame,
         ),
+        full_corrector_flow_below_K=None
+        if args.full_corrector_flow_below_K is None
+        else _positive("--full-corrector-flow-below-K", args.full_corrector_flow_below_K, 1.0),
     )
     names = None if args.bundle == ["all"] else args.bundle
     out_dir = Path(args.out_dir) if args.out_dir else CHECKPOINT_DIR

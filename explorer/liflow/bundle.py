@@ -176,6 +176,10 @@ class BundleSettings:
             (its Propagator moves frame atoms too far; RDF MAE and frame MSD error both
             fall), ``liflow_Li3InCl6`` with a Li scale of 1.25 (its Li diffuse too
             slowly at 600–800 K; the Li MSD error halves and Ea moves to the reference's).
+        full_corrector_flow_below_K: structures below this temperature (K) get the full N
+            Euler steps in each Corrector (card field of the same name; the simulator's
+            module doc, 2d; None = the default fractions at every temperature).
+            ``liflow_Li3InCl6`` is built with 900 K, chosen on its own evaluation (README).
     """
 
     features: int = 64
@@ -199,6 +203,12 @@ class BundleSettings:
     li_label_threshold_A2_ps: float = DEFAULT_THRESHOLDS_A2_PS["li"]
     recommended_prior_scale_li: float = 1.0
     recommended_prior_scale_frame: float = 1.0
+    full_corrector_flow_below_K: float | None = None
+
+    def inference_settings(self) -> dict[str, float]:
+        """Card fields that set how the checkpoint runs (besides its knobs), when set."""
+        below = self.full_corrector_flow_below_K
+        return {} if below is None else {"full_corrector_flow_below_K": below}
 
     def recommended_knobs(self) -> dict[str, float]:
         """The card's ``recommended_knobs`` (those that differ from the knob's neutral 1)."""
@@ -577,6 +587,7 @@ def build_bundle(
         },
         "prior_choice": {"li_large": True, "frame_large": False},
         "recommended_knobs": settings.recommended_knobs(),
+        **settings.inference_settings(),
         "prior_choices_training": [list(c) for c in choices],
         "selector": {k: v for k, v in selector_report.items() if not k.endswith("_examples")},
         "selector_examples": {
@@ -619,9 +630,12 @@ def _up_to_date(out_dir: Path, name: str, card: dict[str, Any]) -> bool:
     same = ("training_files", "training", "selector", "models", "prior")
     # The recommended knobs set how the card's evaluation ran (none before 2026-12-06).
     knobs_same = (existing.get("recommended_knobs") or {}) == card["recommended_knobs"]
+    key = "full_corrector_flow_below_K"
+    flow_same = existing.get(key) == card.get(key)
     return (
         "evaluation" in existing
         and knobs_same
+        and flow_same
         and all(_jsonable(existing.get(k)) == _jsonable(card[k]) for k in same)
     )
 
@@ -687,7 +701,13 @@ def reevaluate_bundle(
     fields = {f.name for f in dataclasses.fields(BundleSettings)}
     stored = read_card(card_path).get("settings") or {}
     settings = BundleSettings(**{k: v for k, v in stored.items() if k in fields})
-    update_card(card_path, {"recommended_knobs": settings.recommended_knobs()})
+    update_card(
+        card_path,
+        {
+            "recommended_knobs": settings.recommended_knobs(),
+            "full_corrector_flow_below_K": settings.full_corrector_flow_below_K,
+        },
+    )
     results = evaluate_bundle(card_path, known[name], settings, reference_dir, runs, log)
     update_card(
         card_path,

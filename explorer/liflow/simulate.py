@@ -35,6 +35,14 @@ checkpoint card says otherwise):
    0.050), liflow_multi on its four materials 0.078 → 0.079 (0.153 → 0.165), all within
    the seed-to-seed spread, every rollout stable; Li3InCl6's then lone Corrector at 3
    steps went 0.099 → 0.105 (it has had a fine Corrector, so 3 + 3, since its rebuild).
+2d. A card may set ``full_corrector_flow_below_K``: structures below that temperature get
+   N Euler steps in each Corrector instead (the checkpoint's own choice, measured on its
+   evaluation; README). At low T the structure's distribution is sharp and the
+   Correctors' three steps left ``liflow_Li3InCl6``'s first RDF peak 0.1 Å too far out
+   (600 K RDF MAE 0.100 → 0.063 with N steps), while at 1000–1200 K, N steps made it
+   worse (0.063 / 0.118 → 0.082 / 0.176). A batch with structures on both sides of the
+   threshold runs them as separate graphs (each with its step count); the draws and
+   results are those of the structures run alone.
 3. The mass-weighted centre-of-mass drift of the total step Δ = x'' − x is removed,
    Δ ← Δ − Σ m_i Δ_i / Σ m_i (per structure), and x ← x + Δ.
 4. Divergence check: a non-finite Δ, a per-atom |Δ_i| above ``max_step_A`` (10 Å), or two
@@ -240,6 +248,8 @@ class LiFlowSimulator:
             to work best for this checkpoint (the card's ``recommended_knobs``), used
             where a caller does not set them; a knob's own meaning does not change
             (a prior scale of 1 is still the trained prior).
+        full_corrector_flow_below_K: structures below this temperature (K) get the
+            full N Euler steps in each Corrector (module doc, 2d; None = never).
         cpu_group_atoms: on the CPU, the networks of a batch run over groups of
             consecutive structures of at most this many atoms (a larger structure runs
             alone; None = one graph for the whole batch, as on a GPU): the draws and the
@@ -266,10 +276,17 @@ class LiFlowSimulator:
         fine_corrector: FlowModel | None = None,
         recommended_knobs: dict[str, Any] | None = None,
         cpu_group_atoms: int | None = CPU_GROUP_ATOMS,
+        full_corrector_flow_below_K: float | None = None,
     ) -> None:
         if cpu_group_atoms is not None and cpu_group_atoms < 1:
             raise MDConfigError(f"cpu_group_atoms must be >= 1 or None, got {cpu_group_atoms}")
         self.cpu_group_atoms = cpu_group_atoms
+        below = full_corrector_flow_below_K
+        if below is not None and not (math.isfinite(below) and below > 0):
+            raise MDConfigError(
+                f"full_corrector_flow_below_K must be a temperature > 0 K, got {below!r}"
+            )
+        self.full_corrector_flow_below_K = None if below is None else float(below)
         self.recommended_knobs = _checked_recommended_knobs(recommended_knobs, name)
         self.propagator = propagator.eval()
         self.corrector = corrector.eval() if corrector is not None else None
@@ -312,7 +329,8 @@ class LiFlowSimulator:
         ``models: {"propagator": ..., "corrector": ..., "corrector_fine": ...}``; ``prior``
         (PriorConfig kwargs);
         optional ``prior_choice: {"li_large", "frame_large"}``, ``time_step_ps`` (1.0),
-        ``training_temperatures_K`` and ``recommended_knobs``. Weights: modules
+        ``training_temperatures_K``, ``recommended_knobs`` and
+        ``full_corrector_flow_below_K``. Weights: modules
         ``propagator`` and, optionally, ``corrector``, ``corrector_fine`` and ``selector``
         (the prior classifier, card field ``selector``).
         """
@@ -343,6 +361,7 @@ class LiFlowSimulator:
             compile=compile,
             fine_corrector=models.get("corrector_fine"),
             recommended_knobs=card.get("recommended_knobs"),
+            full_corrector_flow_below_K=card.get("full_corrector_flow_below_K"),
         )
 
     def knob_default(self, name: str, value: Any = None) -> Any:
@@ -587,19 +606,36 @@ class LiFlowSimulator:
     def _structure_groups(self, state: LiFlowState) -> list[torch.Tensor]:
         """(B,) masks of the structure groups whose networks run as one graph: all of
         them, except on the CPU with ``cpu_group_atoms`` set (consecutive structures,
-        at most that many atoms per group unless one structure alone has more)."""
+        at most that many atoms per group unless one structure alone has more), and
+        apart by Corrector flow steps when structures differ in them (module doc, 2d)."""
+        everything = torch.ones_like(state.temperatures_K, dtype=torch.bool)
+        full = self._full_corrector_flow(state) & self._runs_corrector(state)
+        split = bool(full.any()) and not bool(full.all())
         on_cpu = state.positions.device.type == "cpu"
-        if self.cpu_group_atoms is None or state.batch is None or not on_cpu:
-            return [torch.ones_like(state.temperatures_K, dtype=torch.bool)]
-        counts = torch.bincount(state.batch, minlength=len(state.temperatures_K)).tolist()
-        group_of, group, size = [], -1, 0
-        for n in counts:  # greedy: a structure opens a new group when it would overflow
-            if group < 0 or size + n > self.cpu_group_atoms:
-                group, size = group + 1, 0
-            group_of.append(group)
-            size += n
-        ids = torch.tensor(group_of, device=state.temperatures_K.device)
-        return [ids == g for g in range(group + 1)]
+        grouped = self.cpu_group_atoms is not None and state.batch is not None and on_cpu
+        if not (grouped or split):
+            return [everything]
+        budget = self.cpu_group_atoms if grouped else None
+        counts = torch.bincount(_structure_index(state), minlength=len(full)).tolist()
+        groups = []
+        for kind in (False, True) if split else (None,):
+            members = [i for i in range(len(full)) if kind is None or bool(full[i]) == kind]
+            size = 0
+            for i in members:  # greedy: a structure opens a new group when it would overflow
+                if i == members[0] or (budget is not None and size + counts[i] > budget):
+                    groups.append(torch.zeros_like(everything))
+                    size = 0
+                groups[-1][i] = True
+                size += counts[i]
+        return groups
+
+    def _full_corrector_flow(self, state: LiFlowState) -> torch.Tensor:
+        """(B,) whether each structure's Correctors get the full N flow steps (module
+        doc, 2d)."""
+        below = self.full_corrector_flow_below_K
+        if below is None:
+            return torch.zeros_like(state.temperatures_K, dtype=torch.bool)
+        return state.temperatures_K < below
 
     def _propose_graph(self, state: LiFlowState, noise: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """:meth:`propose` for the structures of ``state`` as one graph."""
@@ -684,8 +720,14 @@ class LiFlowSimulator:
     def flow_steps_of(self, model: FlowModel, state: LiFlowState) -> int:
         """Euler steps of ``model``'s flow: the state's N for the Propagator; for the
         Correctors ⌈N · CORRECTOR_FLOW_FRACTION⌉, or ⌈N · TWO_LEVEL_FLOW_FRACTION⌉ each
-        when a fine Corrector shares the correction (at least 1; module doc, 2c)."""
+        when a fine Corrector shares the correction (at least 1; module doc, 2c), and N
+        for structures below ``full_corrector_flow_below_K`` (2d)."""
         if model is self.propagator:
+            return state.flow_steps
+        full = self._full_corrector_flow(state)
+        if bool(full.any()):
+            if not bool(full.all()):  # _structure_groups keeps them apart
+                raise MDConfigError("structures on both sides of full_corrector_flow_below_K")
             return state.flow_steps
         two_level = self.fine_corrector is not None
         fraction = TWO_LEVEL_FLOW_FRACTION if two_level else CORRECTOR_FLOW_FRACTION

@@ -332,6 +332,40 @@ def test_a_recommended_frame_prior_scale_reaches_the_card_and_its_evaluation(
     assert moved[1] < moved[0]
 
 
+def test_a_full_corrector_flow_threshold_reaches_the_card_and_its_evaluation(
+    built, references, tmp_path
+):
+    import shutil
+
+    plan, card_path, _, _ = built
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(card_path.with_suffix(suffix), tmp_path / f"{plan.name}{suffix}")
+    before = read_card(card_path)
+    assert "full_corrector_flow_below_K" not in before
+    assert BundleSettings().inference_settings() == {}
+    changed = json.loads(json.dumps(before))
+    changed["settings"]["full_corrector_flow_below_K"] = 5000.0  # above every reference
+    (tmp_path / f"{plan.name}.json").write_text(json.dumps(changed))
+    steps_seen: list[int] = []
+    real = LiFlowSimulator.flow_steps_of
+
+    def spy(self, model, state):
+        steps = real(self, model, state)
+        if model is not self.propagator:
+            steps_seen.append((steps, state.flow_steps))
+        return steps
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(LiFlowSimulator, "flow_steps_of", spy)
+        reevaluate_bundle(plan.name, tmp_path, references, RUNS, log=lambda _: None, plan=plan)
+    after = read_card(tmp_path / f"{plan.name}.json")
+    assert after["full_corrector_flow_below_K"] == 5000.0
+    sim = LiFlowSimulator.from_checkpoint(tmp_path / f"{plan.name}.json", device="cpu")
+    assert sim.full_corrector_flow_below_K == 5000.0
+    # every Corrector flow took the Propagator's N steps (not ⌈N / 2⌉)
+    assert steps_seen and all(steps == n for steps, n in steps_seen)
+
+
 def test_report_marks_misses_and_undefined_metrics():
     from explorer.liflow.report import metric_rows
 

@@ -134,6 +134,12 @@ def test_corrector_noise_reaches_the_bundle_settings(monkeypatch):
         "prior_scale_li": 1.25, "prior_scale_frame": 0.9
     }  # fmt: skip
     assert main([*base, "-1"]) != 0
+    assert seen["settings"].full_corrector_flow_below_K is None
+    base = ["train", "liflow", "--bundle", "liflow_Li3InCl6", "--full-corrector-flow-below-K"]
+    assert main([*base, "900"]) == 0
+    assert seen["settings"].inference_settings() == {"full_corrector_flow_below_K": 900.0}
+    for bad in ("0", "-900", "nan"):
+        assert main([*base, bad]) != 0
 
 
 def test_reuse_propagator_copies_into_the_work_dir_of_one_bundle(monkeypatch, tmp_path):

@@ -298,6 +298,7 @@ def test_from_checkpoint_round_trip(tmp_path) -> None:
         "training_temperatures_K": [600, 1000],
         "time_step_ps": 2.0,
         "recommended_knobs": {"prior_scale_frame": 0.7},
+        "full_corrector_flow_below_K": 700.0,
     }
     path = save_checkpoint(
         "tiny", {"propagator": propagator, "corrector": corrector}, card, tmp_path
@@ -305,12 +306,13 @@ def test_from_checkpoint_round_trip(tmp_path) -> None:
     sim = LiFlowSimulator.from_checkpoint(path, device="cpu")
     assert sim.name == "tiny" and sim.prior == PRIOR and sim.training_temperatures_K == (600, 1000)
     assert sim.recommended_knobs == {"prior_scale_frame": 0.7}
+    assert sim.full_corrector_flow_below_K == 700.0
     for mine, theirs in ((sim.propagator, propagator), (sim.corrector, corrector)):
         for key, value in theirs.state_dict().items():
             assert torch.equal(mine.state_dict()[key], value)
     direct = LiFlowSimulator(
         propagator, corrector, PRIOR, li_large=False, time_step_ps=2.0,
-        recommended_knobs={"prior_scale_frame": 0.7},
+        recommended_knobs={"prior_scale_frame": 0.7}, full_corrector_flow_below_K=700.0,
     )  # fmt: skip
     a = sim.step(sim.prepare(structure(), temperature_K=800.0, seed=1, flow_steps=2))
     b = direct.step(direct.prepare(structure(), temperature_K=800.0, seed=1, flow_steps=2))
@@ -616,3 +618,66 @@ def test_a_checkpoint_with_a_fine_corrector_loads_and_runs_it(tmp_path) -> None:
     assert not torch.equal(a.positions, b.positions)  # the fine pass changed the step
     with pytest.raises(UnknownElementError):
         sim.prepare(structure(symbols="Li4O2Se2"), 800.0)
+
+
+def test_full_corrector_flow_below_a_temperature_gives_those_structures_n_steps() -> None:
+    """Module doc, 2d: below ``full_corrector_flow_below_K`` each Corrector integrates
+    the Propagator's N steps; at or above it, the default ⌈3N / 10⌉."""
+    fine = Spy(zero)
+    sim = LiFlowSimulator(
+        Spy(zero), Spy(zero), PRIOR, fine_corrector=fine, full_corrector_flow_below_K=900.0
+    )
+    for temperature, expected in ((600.0, 10), (899.0, 10), (900.0, 3), (1200.0, 3)):
+        fine.times.clear()
+        state = sim.prepare(structure(), temperature, seed=1)
+        assert sim.flow_steps_of(sim.corrector, state) == expected
+        assert sim.flow_steps_of(sim.fine_corrector, state) == expected
+        assert sim.flow_steps_of(sim.propagator, state) == 10
+        sim.propose(state)
+        assert len(fine.times) == expected
+
+
+@pytest.mark.parametrize("group_atoms", [None, 8, 1000])
+def test_a_batch_across_the_full_flow_threshold_matches_its_structures_alone(
+    group_atoms,
+) -> None:
+    """Structures on both sides of the threshold run as separate graphs, each with its
+    Corrector step count; the result is each structure's own step with the same draws."""
+    sizes: list[int] = []
+
+    class Recording(FlowModel):
+        def forward(self, numbers, positions, *rest):
+            sizes.append(positions.shape[0])
+            return super().forward(numbers, positions, *rest)
+
+    def make():
+        torch.manual_seed(0)
+        prop = Recording(TINY).to(DTYPE)
+        torch.manual_seed(1)
+        corr = Recording(TINY).to(DTYPE)
+        return LiFlowSimulator(
+            prop, corr, PRIOR, cpu_group_atoms=group_atoms, full_corrector_flow_below_K=700.0
+        )
+
+    sim = make()
+    structures = [structure(), structure(shift=True), structure()]
+    temperatures = [600.0, 800.0, 650.0]
+    state = sim.prepare_batch(structures, temperatures, seed=3, flow_steps=4)
+    noise = sim._draw_noise(state, state.numbers.shape[0])
+    sizes.clear()
+    batched = sim.propose(state, noise=tuple(n.clone() for n in noise))
+    # the hot structure, then the two cold ones (one graph unless the budget splits them);
+    # the Propagator's 4 steps, then the Corrector's ⌈4 / 2⌉ = 2 (hot) or 4 (cold)
+    cold = [16] if group_atoms in (None, 1000) else [8, 8]
+    assert sizes == [8] * 6 + [n for n in cold for _ in range(8)]
+    for k, (atoms, temperature) in enumerate(zip(structures, temperatures, strict=True)):
+        alone = sim.prepare(atoms, temperature, seed=3, flow_steps=4)
+        rows = slice(8 * k, 8 * (k + 1))
+        own = sim.propose(alone, noise=tuple(n[rows].clone() for n in noise))
+        torch.testing.assert_close(batched[rows], own, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("below", [0.0, -5.0, float("nan"), float("inf")])
+def test_full_corrector_flow_threshold_must_be_a_temperature(below) -> None:
+    with pytest.raises(MDConfigError, match="full_corrector_flow_below_K"):
+        simulator(tiny_model(1), full_corrector_flow_below_K=below)
