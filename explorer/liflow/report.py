@@ -198,6 +198,13 @@ def _checkpoint_section(card: Mapping[str, Any]) -> list[str]:
             "(a prior scale of 1 is the trained prior).",
             "",
         ]
+    below = card.get("full_corrector_flow_below_K")
+    if below is not None:
+        lines += [
+            f"Below {below:g} K each Corrector integrates all N flow steps (⌈3N/10⌉ above; "
+            "the evaluations below ran so).",
+            "",
+        ]
     if card.get("evaluation"):
         lines += _evaluation_section("Evaluation on the training materials", card["evaluation"])
     if card.get("evaluation_heldout"):

@@ -248,6 +248,10 @@ def test_report_tables_the_card_with_targets_and_verdicts(built):
         "Recommended knobs, the defaults of rollouts and the evaluations below: "
         "prior_scale_frame = 0.7" in tuned
     )
+    assert "Below" not in text
+    assert "Below 900 K each Corrector integrates all N flow steps" in liflow_report(
+        [{**card, "full_corrector_flow_below_K": 900.0}]
+    )
     summary = card["evaluation"]["summary"]
     rows = {label: (value, verdict) for label, value, _, verdict in metric_rows(summary)}
     mae = summary["mae_log10_msd_li"]
