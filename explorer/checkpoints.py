@@ -193,13 +193,17 @@ def card_headline(card: dict[str, Any]) -> str:
 
 def recommended_knobs_text(card: Mapping[str, Any]) -> str:
     """``"recommended prior scale frame 0.7, …"`` from a card's ``recommended_knobs`` (the
-    knob defaults its evaluation ran with), or "" when it has none."""
+    knob defaults its evaluation ran with), then ``"full Corrector flows below 900 K"``
+    from its ``full_corrector_flow_below_K``; "" when it has neither."""
     knobs = card.get("recommended_knobs") or {}
-    return (
-        "recommended " + ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in knobs.items())
+    parts = (
+        ["recommended " + ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in knobs.items())]
         if knobs
-        else ""
+        else []
     )
+    if card.get("full_corrector_flow_below_K") is not None:
+        parts.append(f"full Corrector flows below {card['full_corrector_flow_below_K']:g} K")
+    return "; ".join(parts)
 
 
 def _num(value: Any, fmt: str = ".3f") -> str:

@@ -104,3 +104,7 @@ def test_card_headline_names_family_data_and_metrics():
     assert card_headline(tuned) == card_headline(liflow) + (
         "; recommended prior scale li 1.25, prior scale frame 0.7"
     )
+    full = {**tuned, "full_corrector_flow_below_K": 900.0}
+    assert card_headline(full) == card_headline(tuned) + "; full Corrector flows below 900 K"
+    alone = {**liflow, "full_corrector_flow_below_K": 900.0}
+    assert card_headline(alone) == card_headline(liflow) + "; full Corrector flows below 900 K"
