@@ -161,6 +161,15 @@ def add_cg_train(families: argparse._SubParsersAction) -> None:
         "this decay per step, e.g. 0.99 (0 = off)",
     )
     p.add_argument(
+        "--equilibrium-loss",
+        nargs=2,
+        type=float,
+        default=(0.0, 10),
+        metavar=("W", "K"),
+        help="weight W of the R_g² drift over K-step differentiable rollouts from the "
+        "training frames (0 = off)",
+    )
+    p.add_argument(
         "--input-noise",
         type=float,
         default=0.0,
@@ -207,6 +216,8 @@ def _run_cg_train(args: argparse.Namespace) -> int:
         rollout_validation_steps=args.rollout_validation_steps,
         input_noise=args.input_noise,
         ema_decay=args.ema,
+        equilibrium_weight=args.equilibrium_loss[0],
+        equilibrium_steps=int(args.equilibrium_loss[1]),
         max_steps=args.max_steps,
         eval_every=args.eval_every,
         patience=args.patience,

@@ -137,6 +137,9 @@ def test_train_and_eval_cli(local_polymers: Path, tmp_path: Path, capsys) -> Non
             "5",
             "--ema",
             "0.5",
+            "--equilibrium-loss",
+            "0.5",
+            "2",
             "--no-progress",
         ]
     )
@@ -145,6 +148,8 @@ def test_train_and_eval_cli(local_polymers: Path, tmp_path: Path, capsys) -> Non
     written = json.loads(card.read_text())
     assert written["dt_tau"] == 2 * 0.5 and written["selected_by"] == "rollout_rg2_error"
     assert written["train_config"]["ema_decay"] == 0.5
+    assert written["train_config"]["equilibrium_weight"] == 0.5
+    assert written["train_config"]["equilibrium_steps"] == 2
     args = _parser().parse_args(
         [
             "eval",

@@ -259,3 +259,68 @@ def test_training_with_an_average_selects_and_saves_the_average(
 def test_an_average_decay_outside_0_1_is_refused(decay: float) -> None:
     with pytest.raises(MDConfigError, match="ema_decay"):
         TrainConfig(ema_decay=decay)
+
+
+def _batch(polymer_dir: Path, samples: int = 4):
+    config = tiny_train_config()
+    polymers = load_training_polymers(_paths(polymer_dir), config.bead_size)
+    torch.manual_seed(0)
+    modules = CGModules.create(config.model, fit_scales(polymers, config.model.history))
+    rng = np.random.default_rng(5)
+    batch = make_batch(polymers, rng, config.model.history, config.model.cutoff, 2, samples)
+    return modules, batch
+
+
+def test_the_equilibrium_drift_of_frozen_chains_is_their_start_frames_offset(
+    polymer_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model whose step stops every bead (a = -v/Δt, no noise) keeps the start frames:
+    the term is then (m₁ − R)(m₂ − R) / R² of the two halves' start-frame R_g² means."""
+    import explorer.cg.train as cg_train
+    from explorer.cg.model import DynamicsOutput, graph_rg2
+
+    modules, batch = _batch(polymer_dir)
+    sc = modules.scales
+
+    def stopping(c, weights, x, v, edges, flag, graph, n_graphs):
+        mean = -(v[:, 0] * sc.velocity) / batch.dt / sc.acceleration
+        return DynamicsOutput(mean, torch.zeros(len(x)), torch.zeros(n_graphs, 1))
+
+    monkeypatch.setattr(modules, "dynamics", stopping)
+    monkeypatch.setattr(cg_train, "acceleration_noise", lambda out, *a: torch.zeros_like(out.mean))
+    got = cg_train.rollout_rg2_drift(modules, batch, 3, torch.Generator().manual_seed(0))
+    start = graph_rg2(batch.x, batch.weights, batch.graph, 2 * 4).reshape(2, 4)
+    m1, m2 = start[:, :2].mean(1), start[:, 2:].mean(1)
+    ref = torch.tensor([float(np.mean(p.rg2_cg)) for p in batch.polymers])
+    expected = ((m1 - ref) * (m2 - ref) / ref**2).mean()
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_the_equilibrium_drift_passes_gradients_through_the_draws(polymer_dir: Path) -> None:
+    from explorer.cg.train import rollout_rg2_drift
+
+    modules, batch = _batch(polymer_dir)
+    loss = rollout_rg2_drift(modules, batch, 4, torch.Generator().manual_seed(1))
+    loss.backward()
+    grads = [p.grad for p in modules.dynamics.parameters() if p.grad is not None]
+    assert torch.isfinite(loss) and grads and any(float(g.abs().sum()) > 0 for g in grads)
+    embedding = [p.grad for p in modules.embedding.parameters() if p.grad is not None]
+    assert embedding  # the bead types reach the term through the embedding GNN
+    _, single = _batch(polymer_dir, samples=1)
+    with pytest.raises(Exception, match="at least 2 samples"):
+        rollout_rg2_drift(modules, single, 2, torch.Generator())
+
+
+def test_training_with_the_equilibrium_term_records_it(polymer_dir: Path, tmp_path: Path) -> None:
+    config = tiny_train_config(max_steps=4, eval_every=2, equilibrium_weight=2.0,
+                               equilibrium_steps=3)  # fmt: skip
+    result = train(_paths(polymer_dir), config, out_name="cg-eq", out_dir=tmp_path,
+                   progress=False)  # fmt: skip
+    assert result.steps == 4
+    card = load_checkpoint("cg-eq", tmp_path).card
+    assert card["train_config"]["equilibrium_weight"] == 2.0
+    assert card["train_config"]["equilibrium_steps"] == 3
+    with pytest.raises(MDConfigError, match="equilibrium"):
+        TrainConfig(equilibrium_weight=-1.0)
+    with pytest.raises(MDConfigError, match="equilibrium"):
+        TrainConfig(equilibrium_steps=0)
