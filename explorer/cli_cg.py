@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
+from math import nan
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -77,12 +79,19 @@ def _run_cg_rollout(args: argparse.Namespace) -> int:
         "cg_groups": cg.groups.tolist(),
     }
     rollout = Rollout(simulator, atoms, args.steps, knobs, out_path=args.out, metadata=metadata)
+    extensions: list[float] = []
     with tqdm(total=args.steps, desc="CG", unit="step", file=sys.stderr) as bar:
         rollout.subscribe(lambda index, frame: index and bar.update(1))
+        rollout.subscribe(
+            lambda index, frame: extensions.append(frame.observables.get("extension", nan))
+        )
         rollout.start()
         rollout.join()
     if Path(args.out).exists():
         annotate_rollout_file(Path(args.out), cg)
+    warning = overextension_warning(extensions)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     if rollout.status == FAILED:
         error = rollout.error
         kept = rollout.n_frames
@@ -91,6 +100,23 @@ def _run_cg_rollout(args: argparse.Namespace) -> int:
         raise ExplorerError(f"rollout failed: {error} ({kept} frames kept in {args.out})")
     print(f"{args.out}: {rollout.n_frames} frames, {rollout.progress().simulated_ps:g} τ")
     return 0
+
+
+def overextension_warning(extensions: Sequence[float]) -> str:
+    """An empty string, or a sentence on the frames whose CG beads are farther apart than a
+    fully extended fine chain allows (``extension`` > 1 in the frames of
+    :class:`~explorer.cg.simulate.CGSimulator`). No configuration of the reference model
+    maps to them, so there the rollout has left the physical region (the reference MD
+    stays below 0.6)."""
+    known = [e for e in extensions if e == e]  # NaN: the file gave no FENE bound
+    over = [e for e in known if e > 1.0]
+    if not over:
+        return ""
+    return (
+        f"{len(over)} of {len(known)} frames ({100 * len(over) / len(known):.1f} %) put two CG "
+        f"beads farther apart than a fully extended chain allows (largest extension "
+        f"{max(over):.2f}); no fine configuration maps to them"
+    )
 
 
 def _polymer_dir(args: argparse.Namespace) -> dict[str, Path]:

@@ -226,3 +226,26 @@ def test_train_cli_refuses_settings_the_model_cannot_use(
     assert main([*common, "--wall", "-1", "1.2"]) == 2
     assert "wall_k must be >= 0" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # refused before any file was written
+
+
+def test_overextension_warning_counts_frames_beyond_full_extension() -> None:
+    from explorer.cli_cg import overextension_warning
+
+    assert overextension_warning([0.3, 0.5, float("nan")]) == ""
+    assert overextension_warning([]) == ""
+    text = overextension_warning([0.4, 1.25, 0.9, 1.5, float("nan")])
+    assert text.startswith("2 of 4 frames (50.0 %)") and "largest extension 1.50" in text
+
+
+def test_rollout_cli_warns_when_frames_leave_the_physical_region(
+    tiny_checkpoint: Path, local_polymers: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    monkeypatch.setattr(simulate.CGSimulator, "_extension", staticmethod(lambda p, x: 1.2))
+    out = tmp_path / "far.h5"
+    args = _parser().parse_args(
+        ["rollout", "cg", "--checkpoint", str(tiny_checkpoint), "--polymer", "test_II_000",
+         "--polymer-dir", str(local_polymers), "--steps", "3", "--out", str(out)]
+    )  # fmt: skip
+    assert args.handler(args) == 0
+    err = capsys.readouterr().err
+    assert "warning: 4 of 4 frames (100.0 %) put two CG beads farther apart" in err
