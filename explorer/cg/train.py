@@ -24,7 +24,9 @@ An opt-in term (``equilibrium_weight`` > 0, also ours) rolls the batch's chains 
 ``equilibrium_steps`` steps through the reparameterised Gaussian and penalises the drift of
 their mean R_g² away from the chain's reference mean (:func:`rollout_rg2_drift`): starting
 from equilibrium frames, an exact model keeps that mean, while the NLL barely sees the weak
-non-bonded forces that set it (the shipped models compress the test chains' spread).
+non-bonded forces that set it (the shipped models compress the test chains' spread). It
+did not help: the test chains came out more compressed, or unfolded (cg-polymers card,
+variant AI).
 
 Adam with the learning rate decayed exponentially from ``lr`` to ``lr_final`` over
 ``max_steps``, gradient clipping, validation (NLL on held-out class-I polymers, fixed
@@ -511,7 +513,9 @@ def train(
     history: list[tuple[float, ...]] = []
     if resume_from is not None:
         saved = torch.load(resume_from, weights_only=True)
-        saved_config = {"ema_decay": 0.0} | json.loads(saved["config"])  # states before EMA
+        # States saved before these settings existed ran with their neutral values.
+        neutral = {"ema_decay": 0.0, "equilibrium_weight": 0.0, "equilibrium_steps": 10}
+        saved_config = neutral | json.loads(saved["config"])
         if saved_config != config.to_dict() | {"max_steps": saved["max_steps"]}:
             raise ResumeError(f"{resume_from}: saved with different settings; cannot resume")
         _load_state(modules, saved["modules"])

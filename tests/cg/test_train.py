@@ -324,3 +324,24 @@ def test_training_with_the_equilibrium_term_records_it(polymer_dir: Path, tmp_pa
         TrainConfig(equilibrium_weight=-1.0)
     with pytest.raises(MDConfigError, match="equilibrium"):
         TrainConfig(equilibrium_steps=0)
+
+
+def test_a_state_saved_before_the_averaging_and_equilibrium_settings_resumes(
+    polymer_dir: Path, tmp_path: Path
+) -> None:
+    import json
+
+    config = tiny_train_config(max_steps=4, eval_every=2)
+    train(_paths(polymer_dir), config, out_name="cg-old", out_dir=tmp_path, progress=False)
+    path = tmp_path / "cg-old.state.pt"
+    state = torch.load(path, weights_only=True)
+    old = json.loads(state["config"])
+    for key in ("ema_decay", "equilibrium_weight", "equilibrium_steps"):
+        del old[key]
+    state["config"] = json.dumps(old)
+    del state["average"]
+    torch.save(state, path)
+    more = tiny_train_config(max_steps=6, eval_every=2)
+    resumed = train(_paths(polymer_dir), more, out_name="cg-old", out_dir=tmp_path,
+                    resume_from=path, progress=False)  # fmt: skip
+    assert resumed.steps == 6
