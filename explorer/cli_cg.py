@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from math import nan
+from math import isnan, nan
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -108,7 +108,7 @@ def overextension_warning(extensions: Sequence[float]) -> str:
     :class:`~explorer.cg.simulate.CGSimulator`). No configuration of the reference model
     maps to them, so there the rollout has left the physical region (the reference MD
     stays below 0.6)."""
-    known = [e for e in extensions if e == e]  # NaN: the file gave no FENE bound
+    known = [e for e in extensions if not isnan(e)]  # NaN: the file gave no FENE bound
     over = [e for e in known if e > 1.0]
     if not over:
         return ""

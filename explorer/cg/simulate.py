@@ -54,6 +54,7 @@ from explorer.analysis.polymer import radius_of_gyration_sq
 from explorer.cg.data import CGPolymer, graph_edges, prepare_polymer
 from explorer.cg.model import (
     DynamicsGNN,
+    DynamicsOutput,
     EmbeddingGNN,
     ModelConfig,
     Scales,
@@ -262,13 +263,7 @@ class CGSimulator:
         """One Δt: Gaussian acceleration, semi-implicit Euler, optional refinement, checks."""
         sc, cfg = self.modules.scales, self.modules.config
         poly = state.polymer
-        edges, flag = graph_edges(state.x[None], poly.bond_matrix, cfg.cutoff)
-        graph = torch.zeros(poly.n_beads, dtype=torch.long)
-        out = self.modules.dynamics(
-            state.c, state.weights, state.x / sc.length, state.v.transpose(0, 1) / sc.velocity,
-            edges, flag, graph, 1,
-        )  # fmt: skip
-        out = self.modules.with_wall(out, state.x, state.weights, edges, flag)
+        out, edges = self._predict(state)
         for _ in range(self.max_retries + 1):
             z = torch.randn((2, *out.mean.shape), generator=state.generator)
             a = sc.acceleration * (out.mean + acceleration_noise(out, edges, z[0], z[1]))
@@ -330,17 +325,21 @@ class CGSimulator:
             self.modules.dynamics.rg2_offset(pooled)[0]
         )
 
-    def _rg2_offset(self, state: CGState) -> float:
-        """The offset at the prepared state (one extra forward pass, at t = 0 only)."""
-        sc, poly = self.modules.scales, state.polymer
+    @torch.no_grad()
+    def _predict(self, state: CGState) -> tuple[DynamicsOutput, torch.Tensor]:
+        """The Dynamics GNN's Gaussian at ``state`` (wall prior included) and the edges
+        of its CG graph."""
+        poly = state.polymer
         edges, flag = graph_edges(state.x[None], poly.bond_matrix, self.modules.config.cutoff)
         graph = torch.zeros(poly.n_beads, dtype=torch.long)
-        with torch.no_grad():
-            out = self.modules.dynamics(
-                state.c, state.weights, state.x / sc.length, state.v.transpose(0, 1) / sc.velocity,
-                edges, flag, graph, 1,
-            )  # fmt: skip
-            return self._offset_from(out.pooled)
+        v = state.v.transpose(0, 1)
+        out = self.modules.predict(state.c, state.weights, state.x, v, edges, flag, graph, 1)
+        return out, edges
+
+    @torch.no_grad()
+    def _rg2_offset(self, state: CGState) -> float:
+        """The offset at the prepared state (one extra forward pass, at t = 0 only)."""
+        return self._offset_from(self._predict(state)[0].pooled)
 
     @staticmethod
     def _extension(polymer: CGPolymer, x: torch.Tensor) -> float:

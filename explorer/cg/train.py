@@ -148,14 +148,15 @@ class WeightAverage:
     """
 
     def __init__(self, parameters: Sequence[torch.nn.Parameter], decay: float) -> None:
+        from torch.optim.swa_utils import get_ema_multi_avg_fn
+
         self.parameters = list(parameters)
         self.decay = decay
         self.average = [p.detach().clone() for p in self.parameters]
+        self._update = get_ema_multi_avg_fn(decay)  # torch's own EMA step
 
     def update(self) -> None:
-        with torch.no_grad():
-            torch._foreach_lerp_(self.average, [p.detach() for p in self.parameters],
-                                 1.0 - self.decay)  # fmt: skip
+        self._update(self.average, [p.detach() for p in self.parameters], None)
 
     @contextmanager
     def swapped_in(self) -> Iterator[None]:
@@ -194,6 +195,27 @@ class CGModules:
     def train(self, mode: bool = True) -> None:
         for m in self.as_dict().values():
             m.train(mode)
+
+    def predict(
+        self,
+        c: torch.Tensor,
+        weights: torch.Tensor,
+        x: torch.Tensor,
+        v: torch.Tensor,
+        edges: torch.Tensor,
+        bond_flag: torch.Tensor,
+        graph: torch.Tensor,
+        n_graphs: int,
+    ) -> DynamicsOutput:
+        """The Dynamics GNN's Gaussian for positions ``x`` (n, 3) in σ and history
+        velocities ``v`` (n, k, 3) in σ/τ (newest first), in the network's units, with the
+        wall prior added (:meth:`with_wall`): what training, rollouts and the equilibrium
+        term all integrate."""
+        sc = self.scales
+        out = self.dynamics(
+            c, weights, x / sc.length, v / sc.velocity, edges, bond_flag, graph, n_graphs
+        )
+        return self.with_wall(out, x, weights, edges, bond_flag)
 
     def with_wall(
         self,
@@ -278,11 +300,9 @@ def batch_losses(
         [modules.bead_embeddings(p).repeat(batch.samples_per_polymer, 1) for p in batch.polymers]
     )
     n_graphs = int(batch.graph.max()) + 1
-    out = modules.dynamics(
-        c, batch.weights, batch.x / sc.length, batch.v / sc.velocity,
-        batch.edges, batch.bond_flag, batch.graph, n_graphs,
-    )  # fmt: skip
-    out = modules.with_wall(out, batch.x, batch.weights, batch.edges, batch.bond_flag)
+    out = modules.predict(
+        c, batch.weights, batch.x, batch.v, batch.edges, batch.bond_flag, batch.graph, n_graphs
+    )
     target = batch.target / sc.acceleration
     # One dense per-chain covariance serves both the correlated NLL and the R_g² step term.
     cov = None
@@ -367,10 +387,7 @@ def rollout_rg2_drift(
     rg2 = []
     for _ in range(steps):
         edges, flag = _edges_per_sample(x.detach(), batch, cfg.cutoff)
-        out = modules.dynamics(
-            c, batch.weights, x / sc.length, v / sc.velocity, edges, flag, batch.graph, n_graphs
-        )
-        out = modules.with_wall(out, x, batch.weights, edges, flag)
+        out = modules.predict(c, batch.weights, x, v, edges, flag, batch.graph, n_graphs)
         z = torch.randn((2, *out.mean.shape), generator=generator)
         a = sc.acceleration * (out.mean + acceleration_noise(out, edges, z[0], z[1]))
         v_new = v[:, 0] + a * batch.dt
