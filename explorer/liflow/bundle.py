@@ -627,16 +627,15 @@ def _up_to_date(out_dir: Path, name: str, card: dict[str, Any]) -> bool:
     if not path.exists():
         return False
     existing = read_card(path)
-    same = ("training_files", "training", "selector", "models", "prior")
-    # The recommended knobs set how the card's evaluation ran (none before 2026-12-06).
+    # The modules, and the settings that decide how the card's evaluation ran (recommended
+    # knobs: none before 2026-12-06; the full Corrector flow threshold, when set).
+    same = ("training_files", "training", "selector", "models", "prior",
+            "full_corrector_flow_below_K")  # fmt: skip
     knobs_same = (existing.get("recommended_knobs") or {}) == card["recommended_knobs"]
-    key = "full_corrector_flow_below_K"
-    flow_same = existing.get(key) == card.get(key)
     return (
         "evaluation" in existing
         and knobs_same
-        and flow_same
-        and all(_jsonable(existing.get(k)) == _jsonable(card[k]) for k in same)
+        and all(_jsonable(existing.get(k)) == _jsonable(card.get(k)) for k in same)
     )
 
 

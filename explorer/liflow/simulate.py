@@ -608,26 +608,19 @@ class LiFlowSimulator:
         them, except on the CPU with ``cpu_group_atoms`` set (consecutive structures,
         at most that many atoms per group unless one structure alone has more), and
         apart by Corrector flow steps when structures differ in them (module doc, 2d)."""
-        everything = torch.ones_like(state.temperatures_K, dtype=torch.bool)
-        full = self._full_corrector_flow(state) & self._runs_corrector(state)
-        split = bool(full.any()) and not bool(full.all())
+        full = (self._full_corrector_flow(state) & self._runs_corrector(state)).tolist()
         on_cpu = state.positions.device.type == "cpu"
         grouped = self.cpu_group_atoms is not None and state.batch is not None and on_cpu
-        if not (grouped or split):
-            return [everything]
         budget = self.cpu_group_atoms if grouped else None
         counts = torch.bincount(_structure_index(state), minlength=len(full)).tolist()
         groups = []
-        for kind in (False, True) if split else (None,):
-            members = [i for i in range(len(full)) if kind is None or bool(full[i]) == kind]
-            size = 0
-            for i in members:  # greedy: a structure opens a new group when it would overflow
-                if i == members[0] or (budget is not None and size + counts[i] > budget):
-                    groups.append(torch.zeros_like(everything))
-                    size = 0
-                groups[-1][i] = True
-                size += counts[i]
-        return groups
+        for kind in (False, True):  # each Corrector step count on its own
+            members = [i for i, f in enumerate(full) if f == kind]
+            groups += _packed(members, counts, budget)
+        masks = torch.zeros((len(groups), len(full)), dtype=torch.bool)
+        for mask, members in zip(masks, groups, strict=True):
+            mask[members] = True
+        return list(masks.to(state.temperatures_K.device))
 
     def _full_corrector_flow(self, state: LiFlowState) -> torch.Tensor:
         """(B,) whether each structure's Correctors get the full N flow steps (module
@@ -859,6 +852,20 @@ def _structures(state: LiFlowState, keep: torch.Tensor) -> tuple[LiFlowState, to
         std_corrector=state.std_corrector[atoms],
     )
     return sub, atoms
+
+
+def _packed(members: list[int], sizes: list[int], budget: int | None) -> list[list[int]]:
+    """``members`` in order, packed greedily into runs of total ``sizes`` at most
+    ``budget`` (a member larger than it alone); one run without a budget; none if empty."""
+    runs: list[list[int]] = []
+    total = 0
+    for i in members:
+        if not runs or (budget is not None and total + sizes[i] > budget):
+            runs.append([])
+            total = 0
+        runs[-1].append(i)
+        total += sizes[i]
+    return runs
 
 
 def _structure_index(state: LiFlowState) -> torch.Tensor:

@@ -278,13 +278,25 @@ def test_report_says_where_and_how_long_modules_trained(built):
     assert text.count("(on cuda") == 2
 
 
-def test_reevaluation_redoes_the_cards_metrics_from_the_same_rollouts(built, references, tmp_path):
+def _copy_bundle(card_path, directory):
+    """Copy a built bundle (card and weights) into ``directory``; its card."""
     import shutil
 
-    plan, card_path, _, _ = built
     for suffix in (".json", ".safetensors"):
-        shutil.copy(card_path.with_suffix(suffix), tmp_path / f"{plan.name}{suffix}")
-    before = read_card(card_path)
+        shutil.copy(card_path.with_suffix(suffix), directory / card_path.with_suffix(suffix).name)
+    return read_card(card_path)
+
+
+def _change_settings(path, card, **settings):
+    """Write ``card`` to ``path`` with its build ``settings`` changed."""
+    changed = json.loads(json.dumps(card))
+    changed["settings"].update(settings)
+    path.write_text(json.dumps(changed))
+
+
+def test_reevaluation_redoes_the_cards_metrics_from_the_same_rollouts(built, references, tmp_path):
+    plan, card_path, _, _ = built
+    before = _copy_bundle(card_path, tmp_path)
     stale = json.loads(json.dumps(before))
     stale["evaluation"]["summary"]["rdf_mae"] = 99.0
     del stale["knob_study"]
@@ -315,16 +327,10 @@ def test_reevaluation_redoes_the_cards_metrics_from_the_same_rollouts(built, ref
 def test_a_recommended_frame_prior_scale_reaches_the_card_and_its_evaluation(
     built, references, tmp_path
 ):
-    import shutil
-
     plan, card_path, _, _ = built
-    for suffix in (".json", ".safetensors"):
-        shutil.copy(card_path.with_suffix(suffix), tmp_path / f"{plan.name}{suffix}")
-    before = read_card(card_path)
+    before = _copy_bundle(card_path, tmp_path)
     assert before["recommended_knobs"] == {}
-    changed = json.loads(json.dumps(before))
-    changed["settings"]["recommended_prior_scale_frame"] = 0.25
-    (tmp_path / f"{plan.name}.json").write_text(json.dumps(changed))
+    _change_settings(tmp_path / f"{plan.name}.json", before, recommended_prior_scale_frame=0.25)
     reevaluate_bundle(plan.name, tmp_path, references, RUNS, log=lambda _: None, plan=plan)
     after = read_card(tmp_path / f"{plan.name}.json")
     assert after["recommended_knobs"] == {"prior_scale_frame": 0.25}
@@ -339,17 +345,12 @@ def test_a_recommended_frame_prior_scale_reaches_the_card_and_its_evaluation(
 def test_a_full_corrector_flow_threshold_reaches_the_card_and_its_evaluation(
     built, references, tmp_path
 ):
-    import shutil
-
     plan, card_path, _, _ = built
-    for suffix in (".json", ".safetensors"):
-        shutil.copy(card_path.with_suffix(suffix), tmp_path / f"{plan.name}{suffix}")
-    before = read_card(card_path)
+    before = _copy_bundle(card_path, tmp_path)
     assert "full_corrector_flow_below_K" not in before
     assert BundleSettings().inference_settings() == {}
-    changed = json.loads(json.dumps(before))
-    changed["settings"]["full_corrector_flow_below_K"] = 5000.0  # above every reference
-    (tmp_path / f"{plan.name}.json").write_text(json.dumps(changed))
+    # above every reference temperature
+    _change_settings(tmp_path / f"{plan.name}.json", before, full_corrector_flow_below_K=5000.0)
     steps_seen: list[int] = []
     real = LiFlowSimulator.flow_steps_of
 
