@@ -210,6 +210,16 @@ def add_cg_train(families: argparse._SubParsersAction) -> None:
         help="repulsive prior k/2 (r0 - r)^2 between CG beads without a CG bond, k in ε/σ², "
         "r0 in σ, added to the learned mean acceleration (k = 0: none, the paper's model)",
     )
+    p.add_argument(
+        "--stretch",
+        type=float,
+        nargs=2,
+        metavar=("K", "F"),
+        default=(0.0, 0.6),
+        help="prior k/2 (r - F L)^2 for r > F L pulling together CG beads farther apart than "
+        "a fraction F of their full-extension bound L (from the files' FENE R0), k in "
+        "ε/σ², added to the learned mean acceleration (k = 0: none)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the saved state")
     p.add_argument("--no-progress", action="store_true")
@@ -235,6 +245,8 @@ def _run_cg_train(args: argparse.Namespace) -> int:
             correlated_noise=args.correlated_noise,
             wall_k=args.wall[0],
             wall_r0=args.wall[1],
+            stretch_k=args.stretch[0],
+            stretch_fraction=args.stretch[1],
         ),
         bead_size=args.bead_size,
         frame_stride=args.frame_stride,

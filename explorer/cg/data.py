@@ -25,7 +25,15 @@ from explorer.cg.coarsen import CGMapping, CoarseningError, coarsen
 from explorer.cg.polymers import PolymerData
 from explorer.errors import AnalysisError
 
-__all__ = ["Batch", "CGPolymer", "contour_limits", "graph_edges", "make_batch", "prepare_polymer"]
+__all__ = [
+    "Batch",
+    "CGPolymer",
+    "contour_limits",
+    "edge_limits",
+    "graph_edges",
+    "make_batch",
+    "prepare_polymer",
+]
 
 
 @dataclass
@@ -138,12 +146,23 @@ def graph_edges(
     return edges, bond_matrix[src, dst].to(x.dtype)
 
 
+def edge_limits(edges: torch.Tensor, polymer: CGPolymer) -> torch.Tensor:
+    """(E,) full-extension bound (σ, :func:`contour_limits`) of each edge of
+    :func:`graph_edges` over copies of ``polymer`` (indices s·M + m); +inf when the
+    polymer's file does not give its FENE R0."""
+    if polymer.distance_limits is None:
+        return torch.full((edges.shape[0],), float("inf"))
+    m = polymer.n_beads
+    return polymer.distance_limits[edges[:, 0] % m, edges[:, 1] % m]
+
+
 @dataclass
 class Batch:
     """A batched CG graph: per bead ``x`` (n, 3), ``v`` (n, k, 3), ``target`` (n, 3),
     ``next_x`` (n, 3), ``weights`` (n,), ``graph`` (n,) sample index; per sample
-    ``rg2_offset`` (S,) R_g²(fine) - R_g²(CG) at t; ``edges``/``bond_flag`` of the graph at
-    t; per polymer in the batch, its fine graph for the embedding GNN; ``dt`` Δt (τ)."""
+    ``rg2_offset`` (S,) R_g²(fine) - R_g²(CG) at t; ``edges``/``bond_flag``/``edge_limit``
+    (:func:`edge_limits`) of the graph at t; per polymer in the batch, its fine graph for
+    the embedding GNN; ``dt`` Δt (τ)."""
 
     x: torch.Tensor
     v: torch.Tensor
@@ -154,6 +173,7 @@ class Batch:
     rg2_offset: torch.Tensor
     edges: torch.Tensor
     bond_flag: torch.Tensor
+    edge_limit: torch.Tensor
     polymers: list[CGPolymer]
     samples_per_polymer: int
     dt: float = 1.0
@@ -177,7 +197,8 @@ def make_batch(
     """Draw ``n_polymers`` polymers (with replacement) and ``samples_per_polymer`` frames each;
     the model's Δt is ``stride`` × the file's frame spacing."""
     picks = rng.integers(len(polymers), size=n_polymers)
-    xs, vs, targets, nexts, ws, offsets, edge_list, flags, chosen = (
+    xs, vs, targets, nexts, ws, offsets, edge_list, flags, limits, chosen = (
+        [],
         [],
         [],
         [],
@@ -206,6 +227,7 @@ def make_batch(
         edges, flag = graph_edges(x_t, poly.bond_matrix, cutoff)
         edge_list.append(edges + n_nodes)
         flags.append(flag)
+        limits.append(edge_limits(edges, poly))
         xs.append(x_t.reshape(-1, 3))
         vs.append(
             torch.as_tensor(v.transpose(0, 2, 1, 3), dtype=torch.float32).reshape(-1, history, 3)
@@ -234,6 +256,7 @@ def make_batch(
         rg2_offset=torch.cat(offsets),
         edges=torch.cat(edge_list),
         bond_flag=torch.cat(flags),
+        edge_limit=torch.cat(limits),
         polymers=chosen,
         samples_per_polymer=samples_per_polymer,
         dt=float(stride * chosen[0].dt_tau),

@@ -65,6 +65,7 @@ __all__ = [
     "random_copolymer",
     "regular_copolymer",
     "run_polymer",
+    "spread_training_plan",
 ]
 
 POLYMER_DIR = Path(__file__).resolve().parents[2] / "sample_data" / "polymers"
@@ -182,9 +183,22 @@ def _n_beads(cu_sequence: Sequence[int]) -> int:
     return sum(1 + len(CONSTITUTIONAL_UNITS[c][1]) for c in cu_sequence)
 
 
-def regular_copolymer(name: str, rng: np.random.Generator, target_beads: int = 40) -> Polymer:
-    """Class I: a pattern of four distinct CUs repeated exactly until ≥ ``target_beads``."""
-    pattern = [int(c) for c in rng.choice(len(CONSTITUTIONAL_UNITS), size=4, replace=False)]
+def regular_copolymer(
+    name: str, rng: np.random.Generator, target_beads: int = 40, distinct: bool = True
+) -> Polymer:
+    """Class I: a pattern of four CUs repeated exactly until ≥ ``target_beads``.
+
+    ``distinct`` (the bundled files): the pattern holds four distinct CUs, so every chain
+    has the same CU composition. Otherwise the pattern's four positions are drawn with
+    repetition from four distinct CUs, so compositions spread like those of class II,
+    whose 40-bead random sequences stray far from equal shares (an opt-in training set:
+    README, CG polymers).
+    """
+    if distinct:
+        pattern = [int(c) for c in rng.choice(len(CONSTITUTIONAL_UNITS), size=4, replace=False)]
+    else:
+        units = rng.choice(len(CONSTITUTIONAL_UNITS), size=4, replace=False)
+        pattern = [int(c) for c in rng.choice(units, size=4, replace=True)]
     sequence: list[int] = []
     while _n_beads(sequence) < target_beads:
         sequence.extend(pattern)
@@ -576,6 +590,21 @@ def dataset_plan(
         polymer = regular_copolymer(f"train_I_{k:03d}", extra_rng, target_beads)
         plan.append((polymer, PolymerRun(**{**asdict(train_run), "seed": seed + k})))
     return plan
+
+
+def spread_training_plan(
+    n: int = 30, target_beads: int = 40, seed: int = 2025, run_seed: int = 5000
+) -> list[tuple[Polymer, PolymerRun]]:
+    """Opt-in class I training chains ``wide_I_000 …`` with repeated units in their
+    pattern (:func:`regular_copolymer` with ``distinct=False``), 1,000 τ each like the
+    bundled ones: compositions as spread as class II's. Not bundled (``generate_dataset(
+    directory, plan=spread_training_plan())``; 30 chains take about 8 min on 2 cores)."""
+    rng = np.random.default_rng(seed)
+    return [
+        (regular_copolymer(f"wide_I_{k:03d}", rng, target_beads, distinct=False),
+         PolymerRun(seed=run_seed + k))
+        for k in range(n)
+    ]  # fmt: skip
 
 
 def generate_dataset(

@@ -51,7 +51,7 @@ import torch
 from ase import Atoms
 
 from explorer.analysis.polymer import radius_of_gyration_sq
-from explorer.cg.data import CGPolymer, graph_edges, prepare_polymer
+from explorer.cg.data import CGPolymer, edge_limits, graph_edges, prepare_polymer
 from explorer.cg.model import (
     DynamicsGNN,
     DynamicsOutput,
@@ -333,7 +333,9 @@ class CGSimulator:
         edges, flag = graph_edges(state.x[None], poly.bond_matrix, self.modules.config.cutoff)
         graph = torch.zeros(poly.n_beads, dtype=torch.long)
         v = state.v.transpose(0, 1)
-        out = self.modules.predict(state.c, state.weights, state.x, v, edges, flag, graph, 1)
+        out = self.modules.predict(
+            state.c, state.weights, state.x, v, edges, flag, graph, 1, edge_limits(edges, poly)
+        )
         return out, edges
 
     @torch.no_grad()

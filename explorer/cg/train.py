@@ -54,7 +54,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from explorer.cg.data import Batch, CGPolymer, graph_edges, make_batch, prepare_polymer
+from explorer.cg.data import (
+    Batch,
+    CGPolymer,
+    edge_limits,
+    graph_edges,
+    make_batch,
+    prepare_polymer,
+)
 from explorer.cg.model import (
     DynamicsGNN,
     DynamicsOutput,
@@ -70,6 +77,7 @@ from explorer.cg.model import (
     gaussian_nll,
     graph_rg2,
     noise_schedule,
+    stretch_acceleration,
     wall_acceleration,
 )
 from explorer.cg.polymers import BEAD_TYPES, load_polymer
@@ -206,16 +214,18 @@ class CGModules:
         bond_flag: torch.Tensor,
         graph: torch.Tensor,
         n_graphs: int,
+        edge_limit: torch.Tensor | None = None,
     ) -> DynamicsOutput:
         """The Dynamics GNN's Gaussian for positions ``x`` (n, 3) in σ and history
         velocities ``v`` (n, k, 3) in σ/τ (newest first), in the network's units, with the
-        wall prior added (:meth:`with_wall`): what training, rollouts and the equilibrium
-        term all integrate."""
+        priors added (:meth:`with_wall`): what training, rollouts and the equilibrium
+        term all integrate. ``edge_limit`` (E,) the edges' full-extension bounds in σ
+        (:func:`~explorer.cg.data.edge_limits`), needed when the stretch prior is on."""
         sc = self.scales
         out = self.dynamics(
             c, weights, x / sc.length, v / sc.velocity, edges, bond_flag, graph, n_graphs
         )
-        return self.with_wall(out, x, weights, edges, bond_flag)
+        return self.with_wall(out, x, weights, edges, bond_flag, edge_limit)
 
     def with_wall(
         self,
@@ -224,15 +234,23 @@ class CGModules:
         weights: torch.Tensor,
         edges: torch.Tensor,
         bond_flag: torch.Tensor,
+        edge_limit: torch.Tensor | None = None,
     ) -> DynamicsOutput:
-        """``out`` with the wall prior (``config.wall_k``, :func:`wall_acceleration`) added
-        to its mean, in the network's units (σ/τ² ÷ the acceleration scale); ``x`` in σ.
-        The network then models the acceleration that the wall leaves."""
+        """``out`` with the fixed priors added to its mean, in the network's units (σ/τ² ÷
+        the acceleration scale); ``x`` in σ: the wall (``config.wall_k``,
+        :func:`wall_acceleration`) and the stretch limit (``config.stretch_k`` at
+        ``stretch_fraction`` × ``edge_limit``, :func:`stretch_acceleration`). The network
+        then models the acceleration that they leave."""
         cfg = self.config
-        if cfg.wall_k == 0.0:
+        if cfg.wall_k == 0.0 and cfg.stretch_k == 0.0:
             return out
-        wall = wall_acceleration(x, weights, edges, bond_flag, cfg.wall_k, cfg.wall_r0)
-        return out._replace(mean=out.mean + wall.to(out.mean.dtype) / self.scales.acceleration)
+        prior = wall_acceleration(x, weights, edges, bond_flag, cfg.wall_k, cfg.wall_r0)
+        if cfg.stretch_k > 0.0:
+            if edge_limit is None:
+                raise MDConfigError("the stretch prior needs the edges' extension limits")
+            limit = cfg.stretch_fraction * edge_limit.to(x.dtype)
+            prior = prior + stretch_acceleration(x, weights, edges, limit, cfg.stretch_k)
+        return out._replace(mean=out.mean + prior.to(out.mean.dtype) / self.scales.acceleration)
 
     def bead_embeddings(self, polymer: CGPolymer) -> torch.Tensor:
         """c_m (M, D) of one polymer (embedding GNN on the fine graph, then eq. 1)."""
@@ -286,8 +304,10 @@ def perturb_inputs(batch: Batch, noise: float, cutoff: float, generator: torch.G
     x = window[:, 0]
     v = (window[:, :-1] - window[:, 1:]) / dt
     target = (batch.next_x - x - dt * v[:, 0]) / dt**2
-    edges, flag = _edges_per_sample(x, batch, cutoff)
-    return dataclasses.replace(batch, x=x, v=v, target=target, edges=edges, bond_flag=flag)
+    edges, flag, limit = _edges_per_sample(x, batch, cutoff)
+    return dataclasses.replace(
+        batch, x=x, v=v, target=target, edges=edges, bond_flag=flag, edge_limit=limit
+    )
 
 
 def batch_losses(
@@ -301,8 +321,9 @@ def batch_losses(
     )
     n_graphs = int(batch.graph.max()) + 1
     out = modules.predict(
-        c, batch.weights, batch.x, batch.v, batch.edges, batch.bond_flag, batch.graph, n_graphs
-    )
+        c, batch.weights, batch.x, batch.v, batch.edges, batch.bond_flag, batch.graph, n_graphs,
+        batch.edge_limit,
+    )  # fmt: skip
     target = batch.target / sc.acceleration
     # One dense per-chain covariance serves both the correlated NLL and the R_g² step term.
     cov = None
@@ -328,7 +349,7 @@ def batch_losses(
     sigma = sigmas[level][batch.graph]
     z = torch.randn(batch.next_x.shape, generator=generator)
     noisy = batch.next_x + sigma[:, None] * z
-    edges, flag = _edges_per_sample(noisy, batch, cfg.cutoff)
+    edges, flag, _ = _edges_per_sample(noisy, batch, cfg.cutoff)
     eps = modules.score(c, batch.weights, noisy / sc.length, sigma / sc.length, edges, flag)
     losses["score"] = ((eps + z) ** 2).sum(-1).mean() / 3.0
     return losses
@@ -336,16 +357,18 @@ def batch_losses(
 
 def _edges_per_sample(
     x: torch.Tensor, batch: Batch, cutoff: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    edges, flags, offset = [], [], 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Edges, bond flags and extension limits of the batch's graphs at positions ``x``."""
+    edges, flags, limits, offset = [], [], [], 0
     for poly in batch.polymers:
         n = batch.samples_per_polymer * poly.n_beads
         e, f = graph_edges(x[offset : offset + n].reshape(-1, poly.n_beads, 3), poly.bond_matrix,
                            cutoff)  # fmt: skip
         edges.append(e + offset)
         flags.append(f)
+        limits.append(edge_limits(e, poly))
         offset += n
-    return torch.cat(edges), torch.cat(flags)
+    return torch.cat(edges), torch.cat(flags), torch.cat(limits)
 
 
 @dataclass
@@ -386,8 +409,8 @@ def rollout_rg2_drift(
     x, v = batch.x, batch.v
     rg2 = []
     for _ in range(steps):
-        edges, flag = _edges_per_sample(x.detach(), batch, cfg.cutoff)
-        out = modules.predict(c, batch.weights, x, v, edges, flag, batch.graph, n_graphs)
+        edges, flag, limit = _edges_per_sample(x.detach(), batch, cfg.cutoff)
+        out = modules.predict(c, batch.weights, x, v, edges, flag, batch.graph, n_graphs, limit)
         z = torch.randn((2, *out.mean.shape), generator=generator)
         a = sc.acceleration * (out.mean + acceleration_noise(out, edges, z[0], z[1]))
         v_new = v[:, 0] + a * batch.dt

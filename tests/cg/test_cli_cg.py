@@ -192,7 +192,7 @@ def test_retraining_keeps_the_cards_variant_records(local_polymers: Path, tmp_pa
     argv = ["train", "cg", "--data", *data, "--name", "cg-keep", "--out-dir", str(tmp_path),
             "--max-steps", "2", "--eval-every", "2", "--hidden", "8", "--layers", "1",
             "--validation", "1", "--input-noise", "0.05", "--wall", "1.5", "1.1",
-            "--no-progress"]  # fmt: skip
+            "--stretch", "4", "0.5", "--no-progress"]  # fmt: skip
     args = _parser().parse_args(argv)
     assert args.handler(args) == 0
     card_path = tmp_path / "cg-keep.json"
@@ -200,6 +200,7 @@ def test_retraining_keeps_the_cards_variant_records(local_polymers: Path, tmp_pa
     assert "variants_tried" not in card
     assert card["train_config"]["input_noise"] == 0.05
     assert (card["model"]["wall_k"], card["model"]["wall_r0"]) == (1.5, 1.1)
+    assert (card["model"]["stretch_k"], card["model"]["stretch_fraction"]) == (4.0, 0.5)
     card["variants_tried"] = [{"id": "A", "model_r2": 0.1}]
     card["variants_tried_note"] = "what was tried"
     card["validation_metrics"] = {"model_r2": 0.5}  # describes the old weights only
@@ -225,6 +226,8 @@ def test_train_cli_refuses_settings_the_model_cannot_use(
     assert "history must be >= 1" in capsys.readouterr().err
     assert main([*common, "--wall", "-1", "1.2"]) == 2
     assert "wall_k must be >= 0" in capsys.readouterr().err
+    assert main([*common, "--stretch", "1", "0"]) == 2
+    assert "stretch_fraction > 0" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # refused before any file was written
 
 

@@ -20,6 +20,7 @@ from explorer.cg.model import (
     cg_embedding,
     correlated_gaussian_nll,
     gaussian_nll,
+    stretch_acceleration,
     wall_acceleration,
 )
 from explorer.errors import MDConfigError
@@ -252,6 +253,46 @@ def test_wall_keeps_momentum_and_rotates_with_the_chain() -> None:
 def test_a_wall_needs_a_non_negative_stiffness_and_a_positive_range(k, r0) -> None:
     with pytest.raises(ValueError, match="wall_k"):
         ModelConfig(wall_k=k, wall_r0=r0)
+
+
+def test_stretch_prior_pulls_an_overstretched_pair_together_by_hookes_law() -> None:
+    x = torch.tensor([[0.0, 0.0, 0.0], [0.0, 3.0, 0.0]], dtype=torch.float64)
+    w = torch.tensor([2.0, 4.0], dtype=torch.float64)
+    edges = torch.tensor([[0, 1], [1, 0]])
+    limit = torch.full((2,), 2.5, dtype=torch.float64)
+    a = stretch_acceleration(x, w, edges, limit, k=4.0)
+    force = 4.0 * (3.0 - 2.5)  # ε/σ, towards the partner
+    expected = torch.tensor([[0, force / 2.0, 0], [0, -force / 4.0, 0]], dtype=torch.float64)
+    torch.testing.assert_close(a, expected)
+    # nothing inside the limit, without a limit (+inf) or with k = 0
+    assert torch.equal(stretch_acceleration(x, w, edges, limit + 1.0, k=4.0), 0 * x)
+    assert torch.equal(stretch_acceleration(x, w, edges, limit * float("inf"), k=4.0), 0 * x)
+    assert torch.equal(stretch_acceleration(x, w, edges, limit, k=0.0), 0 * x)
+
+
+def test_stretch_prior_keeps_momentum_and_rotates_with_the_chain() -> None:
+    d = _inputs(seed=5, m=12)
+    x = 3.0 * d["x"]  # a swollen chain: bonded pairs beyond the limit
+    edges, _ = graph_edges(x[None], d["bond"], 6.0)
+    limit = torch.full((edges.shape[0],), 1.0, dtype=x.dtype)
+    a = stretch_acceleration(x, d["w"], edges, limit, k=2.0)
+    assert float(a.abs().max()) > 0.1
+    torch.testing.assert_close((d["w"][:, None] * a).sum(0), torch.zeros(3, dtype=x.dtype))
+    rot = torch.as_tensor(Rotation.random(random_state=6).as_matrix(), dtype=x.dtype)
+    rotated = stretch_acceleration(x @ rot.T - 2.0, d["w"], edges, limit, k=2.0)
+    torch.testing.assert_close(rotated, a @ rot.T)
+    # and it lowers the potential: a small step along it shortens the stretched pairs
+    r = (x[edges[:, 1]] - x[edges[:, 0]]).norm(dim=-1)
+    x2 = x + 1e-3 * d["w"][:, None] * a
+    r2 = (x2[edges[:, 1]] - x2[edges[:, 0]]).norm(dim=-1)
+    energy = lambda rr: float(((rr - limit).clamp(min=0) ** 2).sum())  # noqa: E731
+    assert energy(r2) < energy(r)
+
+
+@pytest.mark.parametrize("k, f", [(-1.0, 0.6), (1.0, 0.0), (float("nan"), 0.6)])
+def test_a_stretch_prior_needs_a_non_negative_stiffness_and_a_positive_fraction(k, f) -> None:
+    with pytest.raises(ValueError, match="stretch_k"):
+        ModelConfig(stretch_k=k, stretch_fraction=f)
 
 
 @pytest.mark.parametrize("history", [0, -1])

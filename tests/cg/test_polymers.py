@@ -18,7 +18,9 @@ from explorer.cg.polymers import (
     initial_positions,
     load_polymer,
     numpy_energy,
+    regular_copolymer,
     run_polymer,
+    spread_training_plan,
 )
 from explorer.h5md import read_h5md
 
@@ -62,6 +64,25 @@ def test_chemistry_space_classes() -> None:
     assert len(CONSTITUTIONAL_UNITS) == 10
     runs = {p.polymer_class: r for p, r in plan}
     assert runs["II"].length_tau >= 20 * runs["I"].length_tau
+
+
+def test_class_i_patterns_with_repeated_units_spread_the_composition() -> None:
+    rng = np.random.default_rng(2025)
+    chains = [regular_copolymer(f"w{k}", rng, distinct=False) for k in range(40)]
+    for p in chains:  # still an exact repeat of a four-CU pattern over at most four CUs
+        seq = p.cu_sequence
+        assert all(seq[k] == seq[k % 4] for k in range(len(seq))) and len(set(seq)) <= 4
+    assert any(len(set(p.cu_sequence)) < 4 for p in chains)
+    shares = np.array([np.bincount(p.types, minlength=4) / p.n_beads for p in chains])
+    rng = np.random.default_rng(2025)
+    plain = [regular_copolymer(f"r{k}", rng) for k in range(40)]
+    plain_shares = np.array([np.bincount(p.types, minlength=4) / p.n_beads for p in plain])
+    assert shares.max() > plain_shares.max() and shares.std(0).mean() > plain_shares.std(0).mean()
+    plan = spread_training_plan(3)
+    assert [p.name for p, _ in plan] == ["wide_I_000", "wide_I_001", "wide_I_002"]
+    assert [p.cu_sequence for p, _ in plan] == [p.cu_sequence for p in chains[:3]]
+    assert [r.seed for _, r in plan] == [5000, 5001, 5002]
+    assert {(r.length_tau, r.record_every_tau) for _, r in plan} == {(1000.0, 2.0)}
 
 
 def test_reference_file_holds_graph_types_and_units(polymer_dir: Path) -> None:

@@ -175,6 +175,46 @@ def test_a_wall_prior_is_part_of_the_trained_and_simulated_mean(polymer_dir: Pat
     assert off.with_wall(out, x, state.weights, edges, flag) is out
 
 
+def test_a_stretch_prior_is_part_of_the_trained_and_simulated_mean(polymer_dir: Path) -> None:
+    from dataclasses import replace
+
+    from explorer.cg.data import edge_limits, graph_edges
+    from explorer.cg.model import stretch_acceleration, wall_acceleration
+
+    base = tiny_train_config(max_steps=10, eval_every=5)
+    model = replace(base.model, wall_k=1.0, stretch_k=3.0, stretch_fraction=0.3)
+    result = train(_paths(polymer_dir), replace(base, model=model), progress=False)
+    modules = result.modules
+    assert (modules.config.stretch_k, modules.config.stretch_fraction) == (3.0, 0.3)
+    simulator = CGSimulator(modules, base.bead_size, 0.5, polymer_dir=polymer_dir)
+    state = simulator.prepare(simulator.polymer_atoms("test_II_000"), seed=1)
+    poly = state.polymer
+    state = replace(state, x=2.0 * state.x)  # swollen, so the stretch prior acts
+    edges, flag = graph_edges(state.x[None], poly.bond_matrix, modules.config.cutoff)
+    limit = edge_limits(edges, poly)
+    src, dst = edges[:, 0], edges[:, 1]
+    torch.testing.assert_close(limit, poly.distance_limits[src, dst])
+    sc = modules.scales
+    with torch.no_grad():
+        bare = modules.dynamics(
+            state.c, state.weights, state.x / sc.length, state.v.transpose(0, 1) / sc.velocity,
+            edges, flag, torch.zeros(poly.n_beads, dtype=torch.long), 1,
+        )  # fmt: skip
+    wall = wall_acceleration(state.x, state.weights, edges, flag, 1.0, 1.2)
+    stretch = stretch_acceleration(state.x, state.weights, edges, 0.3 * limit, 3.0)
+    assert float(stretch.abs().max()) > 0
+    simulated, _ = simulator._predict(state)
+    torch.testing.assert_close(simulated.mean - bare.mean, (wall + stretch) / sc.acceleration)
+    with pytest.raises(MDConfigError, match="extension limits"):
+        modules.with_wall(bare, state.x, state.weights, edges, flag)
+    # training batches carry the same limits for their edges
+    batch = make_batch([poly], np.random.default_rng(0), modules.config.history, 8.0, 1, 2)
+    m = poly.n_beads
+    torch.testing.assert_close(
+        batch.edge_limit, poly.distance_limits[batch.edges[:, 0] % m, batch.edges[:, 1] % m]
+    )
+
+
 def test_input_noise_aims_at_the_clean_next_frame(polymer_dir: Path) -> None:
     from explorer.cg.train import perturb_inputs
 
