@@ -327,7 +327,7 @@ class CGSimulator:
 
     @torch.no_grad()
     def _predict(self, state: CGState) -> tuple[DynamicsOutput, torch.Tensor]:
-        """The Dynamics GNN's Gaussian at ``state`` (wall prior included) and the edges
+        """The Dynamics GNN's Gaussian at ``state`` (fixed priors included) and the edges
         of its CG graph."""
         poly = state.polymer
         edges, flag = graph_edges(state.x[None], poly.bond_matrix, self.modules.config.cutoff)

@@ -218,16 +218,16 @@ class CGModules:
     ) -> DynamicsOutput:
         """The Dynamics GNN's Gaussian for positions ``x`` (n, 3) in σ and history
         velocities ``v`` (n, k, 3) in σ/τ (newest first), in the network's units, with the
-        priors added (:meth:`with_wall`): what training, rollouts and the equilibrium
+        priors added (:meth:`with_priors`): what training, rollouts and the equilibrium
         term all integrate. ``edge_limit`` (E,) the edges' full-extension bounds in σ
         (:func:`~explorer.cg.data.edge_limits`), needed when the stretch prior is on."""
         sc = self.scales
         out = self.dynamics(
             c, weights, x / sc.length, v / sc.velocity, edges, bond_flag, graph, n_graphs
         )
-        return self.with_wall(out, x, weights, edges, bond_flag, edge_limit)
+        return self.with_priors(out, x, weights, edges, bond_flag, edge_limit)
 
-    def with_wall(
+    def with_priors(
         self,
         out: DynamicsOutput,
         x: torch.Tensor,

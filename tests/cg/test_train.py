@@ -166,13 +166,13 @@ def test_a_wall_prior_is_part_of_the_trained_and_simulated_mean(polymer_dir: Pat
             state.c, state.weights, x / sc.length, state.v.transpose(0, 1) / sc.velocity,
             edges, flag, graph, 1,
         )  # fmt: skip
-    walled = modules.with_wall(out, x, state.weights, edges, flag)
+    walled = modules.with_priors(out, x, state.weights, edges, flag)
     wall = wall_acceleration(x, state.weights, edges, flag, 2.0, 1.5)
     assert float(wall.abs().max()) > 0
     torch.testing.assert_close(walled.mean - out.mean, wall / sc.acceleration)
     torch.testing.assert_close(walled.log_var, out.log_var)
     off = replace(modules, config=replace(modules.config, wall_k=0.0))
-    assert off.with_wall(out, x, state.weights, edges, flag) is out
+    assert off.with_priors(out, x, state.weights, edges, flag) is out
 
 
 def test_a_stretch_prior_is_part_of_the_trained_and_simulated_mean(polymer_dir: Path) -> None:
@@ -206,7 +206,7 @@ def test_a_stretch_prior_is_part_of_the_trained_and_simulated_mean(polymer_dir: 
     simulated, _ = simulator._predict(state)
     torch.testing.assert_close(simulated.mean - bare.mean, (wall + stretch) / sc.acceleration)
     with pytest.raises(MDConfigError, match="extension limits"):
-        modules.with_wall(bare, state.x, state.weights, edges, flag)
+        modules.with_priors(bare, state.x, state.weights, edges, flag)
     # training batches carry the same limits for their edges
     batch = make_batch([poly], np.random.default_rng(0), modules.config.history, 8.0, 1, 2)
     m = poly.n_beads
