@@ -342,6 +342,17 @@ def _run_cg_eval(args: argparse.Namespace) -> int:
         f"EMD {s['model_emd']:.3g} ({s['short_md_emd']:.3g}) σ², t_R MAE "
         f"{s['model_t_relax_mae_tau']:.3g} τ; stable {100 * s['stable_fraction']:.0f} %"
     )
+    if "short_md_windows" in s:
+        beats = "/".join(
+            f"{100 * s[f'model_beats_short_md_{m}_fraction']:.0f}" for m in ("r2", "mae", "emd")
+        )
+        print(
+            f"short MD over all {s['short_md_windows']:.0f} windows of that length in the "
+            f"references: r² median {s['short_md_r2_median']:.3f} ({s['short_md_r2_min']:.3f}"
+            f"–{s['short_md_r2_max']:.3f}), MAE median {s['short_md_mae_median']:.3g} σ², EMD "
+            f"median {s['short_md_emd_median']:.3g} σ²; the model beats {beats} % of them "
+            "(r²/MAE/EMD)"
+        )
     return 0
 
 
