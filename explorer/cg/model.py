@@ -38,6 +38,7 @@ chain. Units: σ, τ; inputs are divided by the scales stored in :class:`Scales`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -466,12 +467,9 @@ def wall_acceleration(
     """
     if k == 0.0 or edges.numel() == 0:
         return torch.zeros_like(x)
-    src, dst = edges[:, 0], edges[:, 1]
-    d = x[dst] - x[src]
-    r = torch.sqrt((d * d).sum(-1) + 1e-12)
-    push = k * (r0 - r).clamp(min=0.0) * (1.0 - bond_flag)
-    force = scatter_sum((push / r)[:, None] * d, dst, x.shape[0])
-    return force / weights[:, None]
+    return _pair_acceleration(
+        x, weights, edges, lambda r: k * (r0 - r).clamp(min=0.0) * (1.0 - bond_flag)
+    )
 
 
 def stretch_acceleration(
@@ -494,9 +492,20 @@ def stretch_acceleration(
     """
     if k == 0.0 or edges.numel() == 0:
         return torch.zeros_like(x)
+    return _pair_acceleration(x, weights, edges, lambda r: -(k * (r - limit).clamp(min=0.0)))
+
+
+def _pair_acceleration(
+    x: torch.Tensor,
+    weights: torch.Tensor,
+    edges: torch.Tensor,
+    outward: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """Acceleration (n, 3) in σ/τ² of central pair forces: each directed edge pushes its
+    receiver away from its sender with ``outward(r)`` (E,) in ε/σ (negative: pulls), r the
+    pair distances in σ; with both directions of a pair present the forces cancel."""
     src, dst = edges[:, 0], edges[:, 1]
     d = x[dst] - x[src]
     r = torch.sqrt((d * d).sum(-1) + 1e-12)
-    pull = k * (r - limit).clamp(min=0.0)
-    force = -scatter_sum((pull / r)[:, None] * d, dst, x.shape[0])
+    force = scatter_sum((outward(r) / r)[:, None] * d, dst, x.shape[0])
     return force / weights[:, None]
