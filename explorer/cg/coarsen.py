@@ -59,21 +59,61 @@ def metis_groups(n_atoms: int, bonds: np.ndarray, bead_size: int, seed: int = 0)
         raise CoarseningError(f"beads {lonely} have no bond; METIS needs a connected chain")
     # METIS's contiguity is a heuristic on branched chains: repair stray pieces, and retry
     # a few seeds (deterministically) when a repair empties a group.
+    first = None
     for attempt in range(20):
         options = pymetis.Options()
         options.seed = int(seed) + attempt
         options.contig = 1
         _, parts = pymetis.part_graph(n_groups, adjacency=adjacency, options=options)
         groups = _make_connected(np.asarray(parts, dtype=np.int64), adjacency)
+        first = groups if first is None else first
         sizes = np.bincount(groups, minlength=n_groups)
         if np.all(sizes > 0):
             break
     else:
+        # Small groups (bead size 2 on a 40-bead chain) defeat METIS on every seed: it
+        # leaves a part empty. Split the largest groups instead of giving up.
+        groups = _fill_empty(first, n_groups, adjacency)
+        sizes = np.bincount(groups, minlength=n_groups)
+    if not np.all(sizes > 0):
         raise CoarseningError(
             f"METIS could not split {n_atoms} beads into {n_groups} connected groups of "
             f"~{bead_size} (group sizes {sizes.tolist()}); choose another bead size"
         )
     return _relabel_along_chain(groups)
+
+
+def _fill_empty(groups: np.ndarray, n_groups: int, adjacency: list[list[int]]) -> np.ndarray:
+    """Give every empty group the far half of the largest group (two connected halves).
+
+    The largest group is ordered breadth-first from one of its ends, so both halves stay
+    bonded-connected on a chain; stray pieces on branched graphs are repaired afterwards.
+    """
+    groups = groups.copy()
+    for empty in np.flatnonzero(np.bincount(groups, minlength=n_groups) == 0):
+        sizes = np.bincount(groups, minlength=n_groups)
+        largest = int(np.argmax(sizes))
+        if sizes[largest] < 2:
+            break
+        members = np.flatnonzero(groups == largest).tolist()
+        order = _breadth_first(members, adjacency)
+        groups[order[len(order) // 2 :]] = empty
+        groups = _make_connected(groups, adjacency)
+    return groups
+
+
+def _breadth_first(members: list[int], adjacency: list[list[int]]) -> list[int]:
+    """Members of a connected group in breadth-first order from its best-connected end."""
+    inside = set(members)
+    inner_degree = {a: sum(b in inside for b in adjacency[a]) for a in members}
+    start = min(members, key=lambda a: (inner_degree[a], a))
+    order, seen = [start], {start}
+    for a in order:
+        for b in adjacency[a]:
+            if b in inside and b not in seen:
+                seen.add(b)
+                order.append(b)
+    return order + [a for a in members if a not in seen]
 
 
 def _components(members: list[int], adjacency: list[list[int]]) -> list[list[int]]:
