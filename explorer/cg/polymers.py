@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,12 +58,14 @@ __all__ = [
     "build_polymer",
     "build_system",
     "dataset_plan",
+    "extended_positions",
     "generate_dataset",
     "load_polymer",
     "numpy_energy",
     "polymer_path",
     "random_copolymer",
     "regular_copolymer",
+    "relaxation_plan",
     "run_polymer",
     "spread_training_plan",
 ]
@@ -320,6 +322,12 @@ class PolymerRun:
     kT: float = 1.0
     seed: int = 0
     restart_every: int = 100  # frames between saved OpenMM checkpoints
+    # "random_walk" (equilibrium runs) or "extended" (relaxation runs: :func:`relaxation_plan`)
+    start: str = "random_walk"
+
+    def __post_init__(self) -> None:
+        if self.start not in STARTS:
+            raise ValueError(f"start must be one of {sorted(STARTS)}, not {self.start!r}")
 
     @property
     def steps_per_frame(self) -> int:
@@ -328,6 +336,33 @@ class PolymerRun:
     @property
     def n_frames(self) -> int:
         return round(self.length_tau / self.record_every_tau) + 1
+
+
+def extended_positions(polymer: Polymer, rng: np.random.Generator) -> np.ndarray:
+    """A fully stretched chain (N, 3) in σ: the bonded minimum, far from equilibrium.
+
+    The backbone is a planar zig-zag (bonds 0.97 σ, angles θ0 = 120°, every torsion at
+    180°, where K_φ [1 + cos φ] vanishes); side chains stick straight out of the plane,
+    on alternate sides for successive CUs. 0.02 σ of Gaussian jitter breaks the symmetry.
+    """
+    if not polymer.cu_sequence:
+        raise ExplorerError(f"{polymer.name}: an extended start needs the CU sequence")
+    x = np.zeros((polymer.n_beads, 3))
+    bond, index = 0.97, 0
+    for k, cu in enumerate(polymer.cu_sequence):
+        side = CONSTITUTIONAL_UNITS[int(cu)][1]
+        x[index] = [k * bond * math.cos(math.pi / 6), (k % 2) * bond * math.sin(math.pi / 6), 0]
+        out_of_plane = 1.0 if k % 2 == 0 else -1.0
+        for s in range(1, len(side) + 1):
+            x[index + s] = x[index] + [0.0, 0.0, out_of_plane * bond * s]
+        index += 1 + len(side)
+    return x + rng.normal(scale=0.02, size=x.shape)
+
+
+STARTS: dict[str, Callable[[Polymer, np.random.Generator], np.ndarray]] = {
+    "random_walk": initial_positions,
+    "extended": extended_positions,
+}
 
 
 def _context(polymer: Polymer, run: PolymerRun, ff: ForceField) -> Any:
@@ -352,13 +387,22 @@ def metadata_of(polymer: Polymer, run: PolymerRun, ff: ForceField) -> dict[str, 
         "bead_type_names": list(BEAD_TYPES),
         "n_beads": polymer.n_beads,
         "force_field": asdict(ff),
-        "run": asdict(run),
+        "run": _run_record(run),
         "units": {"length": "sigma", "time": "tau", "energy": "epsilon", "mass": "bead mass"},
         "length_unit": "sigma",
         "time_unit": "tau",
         "openmm_units": "sigma = 1 nm, epsilon = 1 kJ/mol, m = 1 amu, so tau = 1 ps",
         "equation": "MSGN paper App. B eq. 3 (FENE, harmonic angle, K[1+cos phi], WCA/9-6)",
     }
+
+
+def _run_record(run: PolymerRun) -> dict[str, Any]:
+    """The run's settings as stored; the default start is left out, so files written
+    before starts were selectable keep matching their runs (resume check)."""
+    record = asdict(run)
+    if record["start"] == "random_walk":
+        del record["start"]
+    return record
 
 
 def run_polymer(
@@ -370,7 +414,8 @@ def run_polymer(
 ) -> Path:
     """Simulate one chain into an H5MD file, continuing an interrupted file exactly.
 
-    Frame 0 follows ``equilibrate_tau`` of relaxation from a minimised random walk. Every
+    Frame 0 follows ``equilibrate_tau`` of relaxation from a minimised ``run.start``
+    (a random walk, or a stretched chain for relaxation runs). Every
     ``restart_every`` frames the OpenMM checkpoint (positions, velocities, RNG state) is
     stored in the file, so a rerun continues bit-for-bit from there. ``progress(n)`` is
     called with the number of new frames.
@@ -424,16 +469,16 @@ def run_polymer(
 
 
 def _equilibrate(context: Any, polymer: Polymer, run: PolymerRun, ff: ForceField) -> None:
-    """Relax a minimised random walk for ``equilibrate_tau``. A start that blows up (a rare
-    near-collinear triple, where the torsion force is singular, early in the relaxation) is
-    replaced by the next random walk of the same seeded stream, so the result stays
+    """Relax a minimised start (``run.start``) for ``equilibrate_tau``. A start that blows
+    up (a rare near-collinear triple, where the torsion force is singular, early in the
+    relaxation) is replaced by the next start of the same seeded stream, so the result stays
     reproducible; after ``attempts`` failures the last error is raised."""
     import openmm
 
     rng = np.random.default_rng(run.seed)
     attempts = 5
     for attempt in range(attempts):
-        context.setPositions(initial_positions(polymer, rng))
+        context.setPositions(STARTS[run.start](polymer, rng))
         openmm.LocalEnergyMinimizer.minimize(context, 1e-3, 500)
         context.setVelocitiesToTemperature(run.kT / KB_KJ_PER_MOL_K, run.seed + 1 + attempt)
         context.getIntegrator().step(round(run.equilibrate_tau / run.timestep_tau))
@@ -605,6 +650,37 @@ def spread_training_plan(
          PolymerRun(seed=run_seed + k))
         for k in range(n)
     ]  # fmt: skip
+
+
+def relaxation_plan(
+    chains: Sequence[int] = range(10),
+    n_per_chain: int = 5,
+    length_tau: float = 200.0,
+    run_seed: int = 80_000,
+) -> list[tuple[Polymer, PolymerRun]]:
+    """Opt-in relaxation runs ``relax_I_<chain>_<k>`` of bundled training sequences.
+
+    Each starts from :func:`extended_positions` (R_g² ≈ 90 σ² for 40 beads against
+    4–10 σ² at equilibrium) and is recorded from the first frame for ``length_tau``
+    (every 2 τ) while the chain folds back. Equilibrium runs never visit such states, so
+    a learned simulator that drifts into them has seen no way back (it unfolds); these
+    files show it one. ``chains`` index :func:`dataset_plan`'s training chains (default:
+    train_I_000 … 009, leaving the two validation chains out). Not bundled: 50 runs take
+    about 2 min on 2 cores (``generate_dataset(directory, plan=relaxation_plan())``).
+    """
+    training = dataset_plan()
+    plan = []
+    for chain in chains:
+        polymer, _ = training[int(chain)]
+        for k in range(n_per_chain):
+            run = PolymerRun(
+                length_tau=length_tau,
+                equilibrate_tau=0.0,
+                start="extended",
+                seed=run_seed + 100 * int(chain) + k,
+            )
+            plan.append((replace(polymer, name=f"relax_I_{int(chain):03d}_{k:02d}"), run))
+    return plan
 
 
 def generate_dataset(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -156,3 +157,65 @@ def test_growing_the_training_set_keeps_every_existing_chain() -> None:
     ]
     assert [p.name for p, _ in large[len(small) :]] == [f"train_I_{k:03d}" for k in range(12, 17)]
     assert len({r.seed for _, r in large}) == len(large)
+
+
+def _angles_deg(x: np.ndarray, triples: np.ndarray) -> np.ndarray:
+    a = x[triples[:, 0]] - x[triples[:, 1]]
+    b = x[triples[:, 2]] - x[triples[:, 1]]
+    cos = (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def test_extended_start_is_the_stretched_bonded_minimum() -> None:
+    from explorer.analysis.polymer import radius_of_gyration_sq
+    from explorer.cg.polymers import extended_positions
+
+    polymer = dataset_plan(n_train=1, n_test=0)[0][0]
+    x = extended_positions(polymer, np.random.default_rng(0))
+    lengths = np.linalg.norm(x[polymer.bonds[:, 0]] - x[polymer.bonds[:, 1]], axis=-1)
+    np.testing.assert_allclose(lengths, 0.97, atol=0.1)
+    backbone = np.cumsum([0] + [1 + len(CONSTITUTIONAL_UNITS[c][1]) for c in polymer.cu_sequence])
+    triples = np.stack([backbone[:-3], backbone[1:-2], backbone[2:-1]], axis=1)
+    angles = _angles_deg(x, triples)  # θ0 up to the 0.02 σ jitter
+    assert abs(np.median(angles) - 120.0) < 1.5 and np.abs(angles - 120.0).max() < 10.0
+    # Side chains leave the backbone at right angles, so no bead overlaps another.
+    d = np.linalg.norm(x[:, None] - x[None], axis=-1) + 10 * np.eye(len(x))
+    assert d.min() > 0.8
+    walk = initial_positions(polymer, np.random.default_rng(0))
+    rg2_ext, rg2_walk = radius_of_gyration_sq(np.stack([x, walk]), polymer.masses)
+    assert rg2_ext > 60.0 and rg2_ext > 5 * rg2_walk
+    np.testing.assert_array_equal(x, extended_positions(polymer, np.random.default_rng(0)))
+    with pytest.raises(Exception, match="CU sequence"):
+        extended_positions(replace(polymer, cu_sequence=()), np.random.default_rng(0))
+
+
+def test_run_start_is_validated_and_recorded_only_when_not_the_default() -> None:
+    from explorer.cg.polymers import metadata_of
+
+    with pytest.raises(ValueError, match="start must be one of"):
+        PolymerRun(start="helix")
+    polymer = build_polymer("meta", [0, 4, 1, 8])
+    assert "start" not in metadata_of(polymer, PolymerRun(), ForceField())["run"]
+    extended = metadata_of(polymer, PolymerRun(start="extended"), ForceField())
+    assert extended["run"]["start"] == "extended"
+
+
+def test_relaxation_runs_fold_back_from_the_extended_start(tmp_path: Path) -> None:
+    from explorer.analysis.polymer import radius_of_gyration_sq
+    from explorer.cg.polymers import relaxation_plan
+
+    plan = relaxation_plan(chains=[0, 3], n_per_chain=2)
+    training = dataset_plan(n_train=4, n_test=0)
+    assert [p.name for p, _ in plan] == [
+        "relax_I_000_00", "relax_I_000_01", "relax_I_003_00", "relax_I_003_01"
+    ]  # fmt: skip
+    assert plan[2][0].cu_sequence == training[3][0].cu_sequence
+    assert {r.start for _, r in plan} == {"extended"}
+    assert {r.equilibrate_tau for _, r in plan} == {0.0}
+    assert len({r.seed for _, r in plan}) == 4
+    polymer, run = plan[0]
+    short = replace(run, length_tau=20.0)
+    data = load_polymer(run_polymer(polymer, tmp_path / "relax.h5", short))
+    rg2 = radius_of_gyration_sq(data.positions, polymer.masses)
+    assert rg2[0] > 50.0  # recorded from the stretched start, not after equilibration
+    assert rg2[-1] < 0.8 * rg2[0]  # and folding back
