@@ -653,33 +653,33 @@ def spread_training_plan(
 
 
 def relaxation_plan(
-    chains: Sequence[int] = range(10),
+    polymers: Sequence[Polymer] | None = None,
     n_per_chain: int = 5,
     length_tau: float = 200.0,
     run_seed: int = 80_000,
 ) -> list[tuple[Polymer, PolymerRun]]:
-    """Opt-in relaxation runs ``relax_I_<chain>_<k>`` of bundled training sequences.
+    """Opt-in relaxation runs ``relax_<polymer>_<k>``: chains folding back from a stretch.
 
     Each starts from :func:`extended_positions` (R_g² ≈ 90 σ² for 40 beads against
     4–10 σ² at equilibrium) and is recorded from the first frame for ``length_tau``
     (every 2 τ) while the chain folds back. Equilibrium runs never visit such states, so
     a learned simulator that drifts into them has seen no way back (it unfolds); these
-    files show it one. ``chains`` index :func:`dataset_plan`'s training chains (default:
-    train_I_000 … 009, leaving the two validation chains out). Not bundled: 50 runs take
-    about 2 min on 2 cores (``generate_dataset(directory, plan=relaxation_plan())``).
+    files show it one. ``polymers`` default to :func:`dataset_plan`'s train_I_000 … 009
+    (the two validation chains left out). Not bundled: 50 runs take about 2 min on
+    2 cores (``generate_dataset(directory, plan=relaxation_plan())``).
     """
-    training = dataset_plan()
+    if polymers is None:
+        polymers = [polymer for polymer, _ in dataset_plan()[:10]]
     plan = []
-    for chain in chains:
-        polymer, _ = training[int(chain)]
+    for index, polymer in enumerate(polymers):
         for k in range(n_per_chain):
             run = PolymerRun(
                 length_tau=length_tau,
                 equilibrate_tau=0.0,
                 start="extended",
-                seed=run_seed + 100 * int(chain) + k,
+                seed=run_seed + 100 * index + k,
             )
-            plan.append((replace(polymer, name=f"relax_I_{int(chain):03d}_{k:02d}"), run))
+            plan.append((replace(polymer, name=f"relax_{polymer.name}_{k:02d}"), run))
     return plan
 
 

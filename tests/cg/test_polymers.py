@@ -204,12 +204,13 @@ def test_relaxation_runs_fold_back_from_the_extended_start(tmp_path: Path) -> No
     from explorer.analysis.polymer import radius_of_gyration_sq
     from explorer.cg.polymers import relaxation_plan
 
-    plan = relaxation_plan(chains=[0, 3], n_per_chain=2)
-    training = dataset_plan(n_train=4, n_test=0)
-    assert [p.name for p, _ in plan] == [
-        "relax_I_000_00", "relax_I_000_01", "relax_I_003_00", "relax_I_003_01"
-    ]  # fmt: skip
-    assert plan[2][0].cu_sequence == training[3][0].cu_sequence
+    training = [p for p, _ in dataset_plan(n_train=4, n_test=0)]
+    plan = relaxation_plan([training[0], training[3]], n_per_chain=2)
+    names = [f"relax_train_I_00{c}_0{k}" for c in (0, 3) for k in (0, 1)]
+    assert [p.name for p, _ in plan] == names
+    assert plan[2][0].cu_sequence == training[3].cu_sequence
+    default = relaxation_plan()
+    assert len(default) == 50 and default[-1][0].name == "relax_train_I_009_04"
     assert {r.start for _, r in plan} == {"extended"}
     assert {r.equilibrate_tau for _, r in plan} == {0.0}
     assert len({r.seed for _, r in plan}) == 4
