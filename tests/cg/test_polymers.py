@@ -23,6 +23,7 @@ from explorer.cg.polymers import (
     run_polymer,
     spread_training_plan,
 )
+from explorer.errors import ExplorerError
 from explorer.h5md import read_h5md
 
 
@@ -185,7 +186,7 @@ def test_extended_start_is_the_stretched_bonded_minimum() -> None:
     rg2_ext, rg2_walk = radius_of_gyration_sq(np.stack([x, walk]), polymer.masses)
     assert rg2_ext > 60.0 and rg2_ext > 5 * rg2_walk
     np.testing.assert_array_equal(x, extended_positions(polymer, np.random.default_rng(0)))
-    with pytest.raises(Exception, match="CU sequence"):
+    with pytest.raises(ExplorerError, match="CU sequence"):
         extended_positions(replace(polymer, cu_sequence=()), np.random.default_rng(0))
 
 
