@@ -220,6 +220,12 @@ def add_cg_train(families: argparse._SubParsersAction) -> None:
         "a fraction F of their full-extension bound L (from the files' FENE R0), k in "
         "ε/σ², added to the learned mean acceleration (k = 0: none)",
     )
+    p.add_argument(
+        "--pick-by-frames",
+        action="store_true",
+        help="draw training polymers in proportion to their frames instead of equally "
+        "(for files of different lengths, e.g. relaxation runs)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the saved state")
     p.add_argument("--no-progress", action="store_true")
@@ -256,6 +262,7 @@ def _run_cg_train(args: argparse.Namespace) -> int:
         ema_decay=args.ema,
         equilibrium_weight=args.equilibrium_loss[0],
         equilibrium_steps=int(args.equilibrium_loss[1]),
+        pick_by_frames=args.pick_by_frames,
         max_steps=args.max_steps,
         eval_every=args.eval_every,
         patience=args.patience,

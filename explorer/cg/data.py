@@ -193,10 +193,22 @@ def make_batch(
     n_polymers: int = 4,
     samples_per_polymer: int = 8,
     stride: int = 1,
+    by_frames: bool = False,
 ) -> Batch:
     """Draw ``n_polymers`` polymers (with replacement) and ``samples_per_polymer`` frames each;
-    the model's Δt is ``stride`` × the file's frame spacing."""
-    picks = rng.integers(len(polymers), size=n_polymers)
+    the model's Δt is ``stride`` × the file's frame spacing.
+
+    Polymers are equally likely by default (the paper's one trajectory per polymer);
+    ``by_frames`` weights each by its usable frames instead, so that a short run (e.g. a
+    200-τ relaxation run beside 1,000-τ equilibrium runs) gets its share of the data
+    rather than an equal share of every batch."""
+    if by_frames:
+        counts = np.array([valid_starts(p, history, stride).size for p in polymers], float)
+        if counts.sum() == 0:
+            raise AnalysisError(f"too few frames for {history} history velocities in any polymer")
+        picks = rng.choice(len(polymers), size=n_polymers, p=counts / counts.sum())
+    else:
+        picks = rng.integers(len(polymers), size=n_polymers)
     xs, vs, targets, nexts, ws, offsets, edge_list, flags, limits, chosen = (
         [],
         [],

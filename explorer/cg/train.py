@@ -108,6 +108,8 @@ class TrainConfig:
     inputs (:func:`perturb_inputs`); validation batches stay clean. ``ema_decay`` > 0
     validates, selects and saves an exponential moving average of the weights
     (:class:`WeightAverage`) instead of the raw ones (0 = off, the paper's recipe).
+    ``pick_by_frames`` draws training polymers in proportion to their frames
+    (:func:`~explorer.cg.data.make_batch`) instead of equally.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -131,6 +133,7 @@ class TrainConfig:
     ema_decay: float = 0.0
     equilibrium_weight: float = 0.0
     equilibrium_steps: int = 10
+    pick_by_frames: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -554,7 +557,12 @@ def train(
     if resume_from is not None:
         saved = torch.load(resume_from, weights_only=True)
         # States saved before these settings existed ran with their neutral values.
-        neutral = {"ema_decay": 0.0, "equilibrium_weight": 0.0, "equilibrium_steps": 10}
+        neutral = {
+            "ema_decay": 0.0,
+            "equilibrium_weight": 0.0,
+            "equilibrium_steps": 10,
+            "pick_by_frames": False,
+        }
         saved_config = neutral | json.loads(saved["config"])
         if saved_config != config.to_dict() | {"max_steps": saved["max_steps"]}:
             raise ResumeError(f"{resume_from}: saved with different settings; cannot resume")
@@ -576,7 +584,7 @@ def train(
     modules.train(True)
     while step < config.max_steps and not stopped:
         batch = make_batch(train_set, rng, cfg.history, cfg.cutoff, config.n_polymers,
-                           config.samples_per_polymer, stride)  # fmt: skip
+                           config.samples_per_polymer, stride, config.pick_by_frames)  # fmt: skip
         batch = perturb_inputs(batch, config.input_noise, cfg.cutoff, generator)
         losses = batch_losses(modules, batch, generator, rg_step=config.rg_step_weight > 0)
         if config.equilibrium_weight > 0:

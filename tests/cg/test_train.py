@@ -385,3 +385,26 @@ def test_a_state_saved_before_the_averaging_and_equilibrium_settings_resumes(
     resumed = train(_paths(polymer_dir), more, out_name="cg-old", out_dir=tmp_path,
                     resume_from=path, progress=False)  # fmt: skip
     assert resumed.steps == 6
+
+
+def test_batches_can_pick_polymers_by_their_frames(polymer_dir: Path) -> None:
+    from dataclasses import replace
+
+    config = tiny_train_config()
+    k, cutoff = config.model.history, config.model.cutoff
+    long = load_training_polymers(_paths(polymer_dir)[:1], config.bead_size)[0]
+    short = replace(long, name="short", positions=long.positions[: k + 1 + 10])  # 10 starts
+    n_long = long.positions.shape[0] - k - 1
+
+    def share_of_short(by_frames: bool) -> float:
+        rng = np.random.default_rng(0)
+        picks = [
+            p.name
+            for _ in range(100)
+            for p in make_batch([long, short], rng, k, cutoff, 8, 1, by_frames=by_frames).polymers
+        ]
+        return picks.count("short") / len(picks)
+
+    assert share_of_short(False) == pytest.approx(0.5, abs=0.05)
+    assert share_of_short(True) == pytest.approx(10 / (10 + n_long), abs=0.03)
+    assert share_of_short(True) < 0.2
