@@ -226,6 +226,14 @@ def add_cg_train(families: argparse._SubParsersAction) -> None:
         help="draw training polymers in proportion to their frames instead of equally "
         "(for files of different lengths, e.g. relaxation runs)",
     )
+    p.add_argument(
+        "--variance-steps",
+        type=int,
+        default=0,
+        metavar="N",
+        help="end with N steps refitting the Gaussian's variance with its mean frozen, on a "
+        "separate log-variance head (0 = off, the paper's)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the saved state")
     p.add_argument("--no-progress", action="store_true")
@@ -263,6 +271,7 @@ def _run_cg_train(args: argparse.Namespace) -> int:
         equilibrium_weight=args.equilibrium_loss[0],
         equilibrium_steps=int(args.equilibrium_loss[1]),
         pick_by_frames=args.pick_by_frames,
+        variance_steps=args.variance_steps,
         max_steps=args.max_steps,
         eval_every=args.eval_every,
         patience=args.patience,

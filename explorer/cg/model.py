@@ -79,7 +79,9 @@ class ModelConfig:
     network's mean acceleration, which then learns the rest (0 = none, the paper's model).
     ``stretch_k`` (ε/σ²) and ``stretch_fraction`` set a second fixed prior that pulls
     together CG beads farther apart than that fraction of their full-extension bound
-    (:func:`stretch_acceleration`; 0 = none).
+    (:func:`stretch_acceleration`; 0 = none). ``variance_head`` gives the log-variance its
+    own output MLP (:meth:`DynamicsGNN.attach_variance_head`) instead of a channel of the
+    per-bead output MLP, so it can be refitted with the mean frozen (False = the paper's).
     """
 
     n_types: int = 4
@@ -100,6 +102,7 @@ class ModelConfig:
     wall_r0: float = 1.2
     stretch_k: float = 0.0
     stretch_fraction: float = 0.6
+    variance_head: bool = False
 
     def __post_init__(self) -> None:
         if self.history < 1:  # semi-implicit Euler integrates from the latest velocity
@@ -242,6 +245,9 @@ class DynamicsGNN(nn.Module):
         self.node_out = mlp(hdim, hdim, k + 1 + extra, norm=False)
         self.edge_out = mlp(hdim, hdim, 1 + extra, norm=False)
         self.rg_head = mlp(hdim, hdim, 1, norm=False) if config.rg_head else None
+        self.variance_out: nn.Sequential | None = None
+        if config.variance_head:
+            self.attach_variance_head()
         iu = torch.triu_indices(k, k)
         self.register_buffer("_iu", iu, persistent=False)
 
@@ -274,9 +280,26 @@ class DynamicsGNN(nn.Module):
         pooled = scatter_sum(h, graph, n_graphs) / torch.bincount(graph, minlength=n_graphs)[
             :, None
         ].clamp(min=1)
+        log_var = out[:, self.k] if self.variance_out is None else self.variance_out(h)[:, 0]
         if not self.correlated:
-            return DynamicsOutput(mean, out[:, self.k], pooled)
-        return DynamicsOutput(mean, out[:, self.k], pooled, out[:, self.k + 1], edge_out[:, 1])
+            return DynamicsOutput(mean, log_var, pooled)
+        return DynamicsOutput(mean, log_var, pooled, out[:, self.k + 1], edge_out[:, 1])
+
+    def attach_variance_head(self) -> nn.Sequential:
+        """Give the log-variance its own MLP, a copy of the per-bead output MLP reduced to
+        its log-variance channel: the outputs are unchanged until the head is trained, and
+        training it leaves the mean untouched (:func:`~explorer.cg.train.refit_variance`).
+        """
+        head = mlp(self.node_out[0].in_features, self.node_out[0].out_features, 1, norm=False)
+        with torch.no_grad():
+            for mine, theirs in zip(head[:3], self.node_out[:3], strict=True):
+                if isinstance(mine, nn.Linear):
+                    mine.weight.copy_(theirs.weight)
+                    mine.bias.copy_(theirs.bias)
+            head[4].weight.copy_(self.node_out[4].weight[self.k : self.k + 1])
+            head[4].bias.copy_(self.node_out[4].bias[self.k : self.k + 1])
+        self.variance_out = head.to(self.node_out[0].weight.device)
+        return head
 
     def rg2_offset(self, pooled: torch.Tensor) -> torch.Tensor:
         """(G,) normalised R_g²(fine) - R_g²(CG) from pooled latents (App. C)."""

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from explorer.cg.data import make_batch
+from explorer.cg.model import ModelConfig
 from explorer.cg.simulate import CGSimulator
 from explorer.cg.train import (
     CGModules,
@@ -376,7 +377,13 @@ def test_a_state_saved_before_the_averaging_and_equilibrium_settings_resumes(
     path = tmp_path / "cg-old.state.pt"
     state = torch.load(path, weights_only=True)
     old = json.loads(state["config"])
-    for key in ("ema_decay", "equilibrium_weight", "equilibrium_steps"):
+    for key in (
+        "ema_decay",
+        "equilibrium_weight",
+        "equilibrium_steps",
+        "pick_by_frames",
+        "variance_steps",
+    ):
         del old[key]
     state["config"] = json.dumps(old)
     del state["average"]
@@ -408,3 +415,80 @@ def test_batches_can_pick_polymers_by_their_frames(polymer_dir: Path) -> None:
     assert share_of_short(False) == pytest.approx(0.5, abs=0.05)
     assert share_of_short(True) == pytest.approx(10 / (10 + n_long), abs=0.03)
     assert share_of_short(True) < 0.2
+
+
+def _first_batch(polymers: list, config: TrainConfig):
+    rng = np.random.default_rng(3)
+    return make_batch(polymers, rng, config.model.history, config.model.cutoff, 2, 8)
+
+
+def _outputs(modules: CGModules, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    c = torch.cat(
+        [modules.bead_embeddings(p).repeat(batch.samples_per_polymer, 1) for p in batch.polymers]
+    )
+    with torch.no_grad():
+        out = modules.predict(
+            c, batch.weights, batch.x, batch.v, batch.edges, batch.bond_flag, batch.graph,
+            int(batch.graph.max()) + 1, batch.edge_limit,
+        )  # fmt: skip
+    return out.mean, out.log_var
+
+
+def test_a_variance_head_starts_from_the_variance_channel(polymer_dir: Path) -> None:
+    config = tiny_train_config()
+    polymers = load_training_polymers(_paths(polymer_dir), config.bead_size)
+    torch.manual_seed(0)
+    modules = CGModules.create(config.model, fit_scales(polymers, config.model.history))
+    batch = _first_batch(polymers, config)
+    mean, log_var = _outputs(modules, batch)
+    modules.dynamics.attach_variance_head()
+    mean2, log_var2 = _outputs(modules, batch)
+    torch.testing.assert_close(mean2, mean, rtol=0, atol=0)
+    torch.testing.assert_close(log_var2, log_var, rtol=1e-6, atol=1e-6)
+
+
+def test_the_variance_refit_calibrates_the_variance_and_nothing_else(polymer_dir: Path) -> None:
+    from explorer.cg.train import refit_variance, variance_ratio
+
+    config = tiny_train_config()
+    polymers = load_training_polymers(_paths(polymer_dir), config.bead_size)
+    modules = train(_paths(polymer_dir), tiny_train_config(max_steps=30), progress=False).modules
+    # Miscalibrate on purpose: the variance e times too large, so r²/s² ≈ 1/e.
+    with torch.no_grad():
+        modules.dynamics.node_out[4].bias[modules.dynamics.k] += 1.0
+    batch = _first_batch(polymers, config)
+    mean, log_var = _outputs(modules, batch)
+    others = {n: p.detach().clone() for n, p in modules.dynamics.named_parameters()}
+    before = np.mean([variance_ratio(modules, p) for p in polymers])
+    report = refit_variance(modules, polymers, steps=150, seed=0, lr=3e-3)
+    after = np.mean([variance_ratio(modules, p) for p in polymers])
+    assert before < 0.6 and abs(after - 1.0) < abs(before - 1.0) / 2
+    assert report["nll_after"] < report["nll_before"]
+    assert report["variance_ratio_before"].keys() == {p.name for p in polymers}
+    mean2, log_var2 = _outputs(modules, batch)
+    torch.testing.assert_close(mean2, mean, rtol=0, atol=0)  # the mean is frozen
+    assert float((log_var2 - log_var).abs().max()) > 0.1
+    for name, p in modules.dynamics.named_parameters():
+        if not name.startswith("variance_out"):
+            torch.testing.assert_close(p, others[name], rtol=0, atol=0)
+    assert modules.config.variance_head and all(p.requires_grad for p in modules.parameters())
+
+
+def test_training_with_a_variance_refit_saves_the_head(polymer_dir: Path, tmp_path: Path) -> None:
+    config = tiny_train_config(max_steps=4, eval_every=2, variance_steps=5)
+    result = train(_paths(polymer_dir), config, out_name="cg-var", out_dir=tmp_path,
+                   progress=False)  # fmt: skip
+    card = load_checkpoint("cg-var", tmp_path).card
+    assert card["model"]["variance_head"] is True
+    assert card["variance_refit"]["steps"] == 5
+    assert set(card["variance_refit"]["variance_ratio_after"]) == {"train_I_000"}
+    sim = CGSimulator.from_checkpoint("cg-var", directory=tmp_path)
+    assert sim.modules.dynamics.variance_out is not None
+    polymers = load_training_polymers(_paths(polymer_dir), config.bead_size)
+    batch = _first_batch(polymers, config)
+    for a, b in zip(_outputs(sim.modules, batch), _outputs(result.modules, batch), strict=True):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(MDConfigError, match="variance"):
+        TrainConfig(variance_steps=-1)
+    with pytest.raises(MDConfigError, match="independent"):
+        TrainConfig(variance_steps=5, model=ModelConfig(correlated_noise=True))
