@@ -750,7 +750,7 @@ def refit_variance(
     Why: from equilibrium frames, one step's mean pulls a chain's R_g² in by ~0.55 σ² and
     its noise swells it by about as much; the net drift is ~10× smaller, so the rollout's
     equilibrium hangs on the variance (6 % more of it raised the shipped model's ⟨R_g²⟩ of
-    test_II_004 by 0.6 σ²). Joint training stopped early leaves r²/s² at 1.00–1.10 on the
+    test_II_004 by 0.6 σ²). Joint training stopped early leaves r²/s² at 0.99–1.10 on the
     training chains; the refit fits the variance to convergence. Sets ``modules.config``
     to ``variance_head=True``; returns the NLL on 16 fixed training batches and the
     per-polymer :func:`variance_ratio` before and after (for the card).
