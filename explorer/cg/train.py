@@ -714,12 +714,15 @@ def variance_ratio(modules: CGModules, polymer: CGPolymer, stride: int = 1) -> f
     > 1: the model's noise is too small for this polymer). Dimensionless."""
     cfg, sc = modules.config, modules.scales
     k, dt = cfg.history, stride * polymer.dt_tau
+    starts = valid_starts(polymer, k, stride)
+    if starts.size == 0:
+        raise AnalysisError(f"{polymer.name}: too few frames for {k} history velocities")
     pos = torch.as_tensor(polymer.positions, dtype=torch.float32)
     graph = torch.zeros(polymer.n_beads, dtype=torch.long)
     ratios = []
     with torch.no_grad():
         c = modules.bead_embeddings(polymer)
-        for t in valid_starts(polymer, k, stride).tolist():
+        for t in starts.tolist():
             window = pos[t - k * stride : t + 1 : stride].flip(0)  # x_t, x_{t-Δt}, ...
             v = ((window[:-1] - window[1:]) / dt).transpose(0, 1)
             x = pos[t]
@@ -796,13 +799,7 @@ def refit_variance(
         for _ in range(steps):
             batch = make_batch(polymers, rng, cfg.history, cfg.cutoff, n_polymers,
                                samples_per_polymer, stride, by_frames)  # fmt: skip
-            c = torch.cat(
-                [modules.bead_embeddings(p).repeat(samples_per_polymer, 1) for p in batch.polymers]
-            )
-            out = modules.predict(
-                c, batch.weights, batch.x, batch.v, batch.edges, batch.bond_flag, batch.graph,
-                int(batch.graph.max()) + 1, batch.edge_limit,
-            )  # fmt: skip
+            out = _predict_batch(modules, batch)
             loss = gaussian_nll(out.mean, out.log_var, batch.target / sc.acceleration)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -823,18 +820,22 @@ def refit_variance(
     }
 
 
+def _predict_batch(modules: CGModules, batch: Batch) -> DynamicsOutput:
+    """The Dynamics GNN's Gaussian for every sample of a training batch."""
+    c = torch.cat(
+        [modules.bead_embeddings(p).repeat(batch.samples_per_polymer, 1) for p in batch.polymers]
+    )
+    return modules.predict(
+        c, batch.weights, batch.x, batch.v, batch.edges, batch.bond_flag, batch.graph,
+        int(batch.graph.max()) + 1, batch.edge_limit,
+    )  # fmt: skip
+
+
 def _batches_nll(modules: CGModules, batches: Sequence[Batch]) -> float:
     """Mean Gaussian NLL per coordinate of the (independent) model over fixed batches."""
     sc, total = modules.scales, 0.0
     with torch.no_grad():
         for batch in batches:
-            c = torch.cat(
-                [modules.bead_embeddings(p).repeat(batch.samples_per_polymer, 1)
-                 for p in batch.polymers]
-            )  # fmt: skip
-            out = modules.predict(
-                c, batch.weights, batch.x, batch.v, batch.edges, batch.bond_flag, batch.graph,
-                int(batch.graph.max()) + 1, batch.edge_limit,
-            )  # fmt: skip
+            out = _predict_batch(modules, batch)
             total += float(gaussian_nll(out.mean, out.log_var, batch.target / sc.acceleration))
     return total / len(batches)

@@ -472,6 +472,13 @@ def test_the_variance_refit_calibrates_the_variance_and_nothing_else(polymer_dir
         if not name.startswith("variance_out"):
             torch.testing.assert_close(p, others[name], rtol=0, atol=0)
     assert modules.config.variance_head and all(p.requires_grad for p in modules.parameters())
+    from dataclasses import replace
+
+    from explorer.errors import AnalysisError
+
+    too_short = replace(polymers[0], positions=polymers[0].positions[: config.model.history + 1])
+    with pytest.raises(AnalysisError, match="too few frames"):
+        variance_ratio(modules, too_short)
 
 
 def test_training_with_a_variance_refit_saves_the_head(polymer_dir: Path, tmp_path: Path) -> None:
