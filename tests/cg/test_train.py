@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from explorer.cg.data import make_batch
+from explorer.cg.data import Batch, CGPolymer, make_batch
 from explorer.cg.model import ModelConfig
 from explorer.cg.simulate import CGSimulator
 from explorer.cg.train import (
     CGModules,
     TrainConfig,
     WeightAverage,
+    _predict_batch,
     _validate,
     fit_scales,
     load_training_polymers,
+    refit_variance,
     train,
+    variance_ratio,
 )
 from explorer.checkpoints import load_checkpoint
-from explorer.errors import MDConfigError
+from explorer.errors import AnalysisError, MDConfigError
 
 from .conftest import tiny_train_config
 
@@ -395,8 +399,6 @@ def test_a_state_saved_before_the_averaging_and_equilibrium_settings_resumes(
 
 
 def test_batches_can_pick_polymers_by_their_frames(polymer_dir: Path) -> None:
-    from dataclasses import replace
-
     config = tiny_train_config()
     k, cutoff = config.model.history, config.model.cutoff
     long = load_training_polymers(_paths(polymer_dir)[:1], config.bead_size)[0]
@@ -417,20 +419,14 @@ def test_batches_can_pick_polymers_by_their_frames(polymer_dir: Path) -> None:
     assert share_of_short(True) < 0.2
 
 
-def _first_batch(polymers: list, config: TrainConfig):
+def _first_batch(polymers: list[CGPolymer], config: TrainConfig) -> Batch:
     rng = np.random.default_rng(3)
     return make_batch(polymers, rng, config.model.history, config.model.cutoff, 2, 8)
 
 
-def _outputs(modules: CGModules, batch) -> tuple[torch.Tensor, torch.Tensor]:
-    c = torch.cat(
-        [modules.bead_embeddings(p).repeat(batch.samples_per_polymer, 1) for p in batch.polymers]
-    )
+def _outputs(modules: CGModules, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     with torch.no_grad():
-        out = modules.predict(
-            c, batch.weights, batch.x, batch.v, batch.edges, batch.bond_flag, batch.graph,
-            int(batch.graph.max()) + 1, batch.edge_limit,
-        )  # fmt: skip
+        out = _predict_batch(modules, batch)
     return out.mean, out.log_var
 
 
@@ -448,8 +444,6 @@ def test_a_variance_head_starts_from_the_variance_channel(polymer_dir: Path) -> 
 
 
 def test_the_variance_refit_calibrates_the_variance_and_nothing_else(polymer_dir: Path) -> None:
-    from explorer.cg.train import refit_variance, variance_ratio
-
     config = tiny_train_config()
     polymers = load_training_polymers(_paths(polymer_dir), config.bead_size)
     modules = train(_paths(polymer_dir), tiny_train_config(max_steps=30), progress=False).modules
@@ -472,10 +466,6 @@ def test_the_variance_refit_calibrates_the_variance_and_nothing_else(polymer_dir
         if not name.startswith("variance_out"):
             torch.testing.assert_close(p, others[name], rtol=0, atol=0)
     assert modules.config.variance_head and all(p.requires_grad for p in modules.parameters())
-    from dataclasses import replace
-
-    from explorer.errors import AnalysisError
-
     too_short = replace(polymers[0], positions=polymers[0].positions[: config.model.history + 1])
     with pytest.raises(AnalysisError, match="too few frames"):
         variance_ratio(modules, too_short)
