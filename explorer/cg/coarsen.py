@@ -59,14 +59,15 @@ def metis_groups(n_atoms: int, bonds: np.ndarray, bead_size: int, seed: int = 0)
         raise CoarseningError(f"beads {lonely} have no bond; METIS needs a connected chain")
     # METIS's contiguity is a heuristic on branched chains: repair stray pieces, and retry
     # a few seeds (deterministically) when a repair empties a group.
-    first = None
+    first = np.zeros(0, dtype=np.int64)
     for attempt in range(20):
         options = pymetis.Options()
         options.seed = int(seed) + attempt
         options.contig = 1
         _, parts = pymetis.part_graph(n_groups, adjacency=adjacency, options=options)
         groups = _make_connected(np.asarray(parts, dtype=np.int64), adjacency)
-        first = groups if first is None else first
+        if attempt == 0:
+            first = groups
         sizes = np.bincount(groups, minlength=n_groups)
         if np.all(sizes > 0):
             break
@@ -107,31 +108,30 @@ def _breadth_first(members: list[int], adjacency: list[list[int]]) -> list[int]:
     inside = set(members)
     inner_degree = {a: sum(b in inside for b in adjacency[a]) for a in members}
     start = min(members, key=lambda a: (inner_degree[a], a))
+    order = _reachable(start, inside, adjacency)
+    reached = set(order)
+    return order + [a for a in members if a not in reached]
+
+
+def _reachable(start: int, inside: set[int], adjacency: list[list[int]]) -> list[int]:
+    """Atoms of ``inside`` bond-connected to ``start``, in breadth-first order."""
     order, seen = [start], {start}
     for a in order:
         for b in adjacency[a]:
             if b in inside and b not in seen:
                 seen.add(b)
                 order.append(b)
-    return order + [a for a in members if a not in seen]
+    return order
 
 
 def _components(members: list[int], adjacency: list[list[int]]) -> list[list[int]]:
     """Bond-connected pieces of a set of atoms, largest first."""
     inside, seen, pieces = set(members), set(), []
     for start in members:
-        if start in seen:
-            continue
-        piece, stack = [], [start]
-        seen.add(start)
-        while stack:
-            a = stack.pop()
-            piece.append(a)
-            for b in adjacency[a]:
-                if b in inside and b not in seen:
-                    seen.add(b)
-                    stack.append(b)
-        pieces.append(piece)
+        if start not in seen:
+            piece = _reachable(start, inside, adjacency)
+            seen.update(piece)
+            pieces.append(piece)
     return sorted(pieces, key=len, reverse=True)
 
 
