@@ -30,6 +30,7 @@ __all__ = [
     "CGPolymer",
     "contour_limits",
     "edge_limits",
+    "frames_batch",
     "graph_edges",
     "make_batch",
     "prepare_polymer",
@@ -209,25 +210,32 @@ def make_batch(
         picks = rng.choice(len(polymers), size=n_polymers, p=counts / counts.sum())
     else:
         picks = rng.integers(len(polymers), size=n_polymers)
-    xs, vs, targets, nexts, ws, offsets, edge_list, flags, limits, chosen = (
-        [],
-        [],
-        [],
-        [],
-        [],
-        [],
-        [],
-        [],
-        [],
-        [],
-    )
-    n_nodes = 0
+    chosen = []
     for p in picks:
         poly = polymers[int(p)]
         starts = valid_starts(poly, history, stride)
         if starts.size == 0:
             raise AnalysisError(f"{poly.name}: too few frames for {history} history velocities")
-        t = rng.choice(starts, size=samples_per_polymer)
+        chosen.append((poly, rng.choice(starts, size=samples_per_polymer)))
+    return frames_batch(chosen, history, cutoff, stride)
+
+
+def frames_batch(
+    frames: Sequence[tuple[CGPolymer, np.ndarray]],
+    history: int,
+    cutoff: float,
+    stride: int = 1,
+) -> Batch:
+    """The batch of given frames: for each (polymer, t) pair, its frames t (S,), each
+    with ``history`` velocities and the next frame ``stride`` frames on (t from
+    :func:`valid_starts`; the same S for every polymer)."""
+    sizes = {len(t) for _, t in frames}
+    if len(sizes) != 1:
+        raise AnalysisError(f"every polymer of a batch needs as many frames; got {sizes}")
+    samples_per_polymer = sizes.pop()
+    xs, vs, targets, nexts, ws, offsets, edge_list, flags, limits = ([] for _ in range(9))
+    n_nodes = 0
+    for poly, t in frames:
         pos = poly.positions
         x = pos[t]
         dt = stride * poly.dt_tau
@@ -248,8 +256,8 @@ def make_batch(
         nexts.append(torch.as_tensor(pos[t + stride], dtype=torch.float32).reshape(-1, 3))
         ws.append(poly.cg_masses.repeat(samples_per_polymer))
         offsets.append(torch.as_tensor(poly.rg2_fine[t] - poly.rg2_cg[t], dtype=torch.float32))
-        chosen.append(poly)
         n_nodes += samples_per_polymer * poly.n_beads
+    chosen = [poly for poly, _ in frames]
     graph = torch.cat(
         [
             torch.arange(k * samples_per_polymer, (k + 1) * samples_per_polymer).repeat_interleave(

@@ -58,6 +58,7 @@ from explorer.cg.data import (
     Batch,
     CGPolymer,
     edge_limits,
+    frames_batch,
     graph_edges,
     make_batch,
     prepare_polymer,
@@ -713,26 +714,14 @@ def variance_ratio(modules: CGModules, polymer: CGPolymer, stride: int = 1) -> f
     normalised acceleration about the Gaussian's mean, s² its variance (1 = calibrated;
     > 1: the model's noise is too small for this polymer). Dimensionless."""
     cfg, sc = modules.config, modules.scales
-    k, dt = cfg.history, stride * polymer.dt_tau
-    starts = valid_starts(polymer, k, stride)
+    starts = valid_starts(polymer, cfg.history, stride)
     if starts.size == 0:
-        raise AnalysisError(f"{polymer.name}: too few frames for {k} history velocities")
-    pos = torch.as_tensor(polymer.positions, dtype=torch.float32)
-    graph = torch.zeros(polymer.n_beads, dtype=torch.long)
-    ratios = []
+        raise AnalysisError(f"{polymer.name}: too few frames for {cfg.history} history velocities")
+    batch = frames_batch([(polymer, starts)], cfg.history, cfg.cutoff, stride)
     with torch.no_grad():
-        c = modules.bead_embeddings(polymer)
-        for t in starts.tolist():
-            window = pos[t - k * stride : t + 1 : stride].flip(0)  # x_t, x_{t-Δt}, ...
-            v = ((window[:-1] - window[1:]) / dt).transpose(0, 1)
-            x = pos[t]
-            edges, flag = graph_edges(x[None], polymer.bond_matrix, cfg.cutoff)
-            out = modules.predict(
-                c, polymer.cg_masses, x, v, edges, flag, graph, 1, edge_limits(edges, polymer)
-            )
-            a = (pos[t + stride] - 2 * x + pos[t - stride]) / dt**2 / sc.acceleration
-            ratios.append((((a - out.mean) ** 2) / out.log_var.exp()[:, None]).mean())
-    return float(torch.stack(ratios).mean())
+        out = _predict_batch(modules, batch)
+    residual = batch.target / sc.acceleration - out.mean
+    return float((residual**2 / out.log_var.exp()[:, None]).mean())
 
 
 def refit_variance(
