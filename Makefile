@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # oversubscribed threads made MD tests ~5x slower.
 THREADS := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: install app test test-fast lint format materials catalogue data card train eval-liflow flashmd-train train-gpu lab bench clean
+.PHONY: install app test test-fast lint format materials catalogue data cg-selection-data card train eval-liflow flashmd-train train-gpu lab bench clean
 
 install: $(STAMP)
 
@@ -64,6 +64,11 @@ data: install
 	$(THREADS) $(PY) -c "from explorer.cli_cg import generate_polymer_data; generate_polymer_data()"
 	$(THREADS) $(VENV)/bin/accelmd flashmd-data --system all
 
+# Long references (8,000 τ) of 8 class-I selection chains for `accelmd select cg`, in
+# build/cg_selection (not bundled; about 8 min on 2 cores). Resumable.
+cg-selection-data: install
+	$(THREADS) $(PY) -c "from explorer.cli_cg import generate_selection_data; generate_selection_data()"
+
 card: install
 	$(VENV)/bin/accelmd data --card
 
@@ -76,6 +81,9 @@ card: install
 # refit on its own head with the mean frozen (--variance-steps: r² 0.65 -> 0.82 at
 # rollout seed 0, 0.50 / 0.59 -> 0.67 / 0.71 at seeds 1 / 2; README).
 CG_TRAIN_FILES := $(foreach k,000 001 002 003 004 005 006 007 008 009 010 011,sample_data/polymers/train_I_$(k).h5)
+# Training seeds of the recipe; `accelmd select cg` keeps the one whose rollouts of the
+# class-I selection chains (make cg-selection-data) match their long references best.
+CG_SEEDS := 0 1 2 3 4 5 6 7 8 9
 
 # Bundles whose Corrector and fine Corrector train 2,000 steps (CPU default: 1,000) on the
 # Propagator that the default-recipe build trained for them (2026-12-05: RDF MAE 0.089 -> 0.070 and
@@ -109,8 +117,12 @@ train: install
 		--work-dir build/liflow_li015 \
 		--device cpu --no-progress
 	$(VENV)/bin/accelmd checkpoints --report sample_data/checkpoints/LIFLOW.md
-	$(THREADS) $(VENV)/bin/accelmd train cg --data $(CG_TRAIN_FILES) --wall 1.0 1.2 \
-		--rollout-validation-steps 500 --variance-steps 4000
+	for s in $(CG_SEEDS); do $(THREADS) $(VENV)/bin/accelmd train cg --data $(CG_TRAIN_FILES) \
+		--wall 1.0 1.2 --rollout-validation-steps 500 --variance-steps 4000 \
+		--seed $$s --name cg-seed$$s --out-dir build/cg_seeds --no-progress; done
+	$(MAKE) cg-selection-data
+	$(THREADS) $(VENV)/bin/accelmd select cg --seeds 0 1 --install cg-polymers \
+		--candidates $(foreach s,$(CG_SEEDS),build/cg_seeds/cg-seed$(s).json)
 	$(THREADS) $(VENV)/bin/accelmd eval cg --write-card
 	$(MAKE) flashmd-train
 

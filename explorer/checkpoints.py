@@ -63,14 +63,20 @@ def save_checkpoint(
     ``card`` must be JSON-serialisable; ``weights_file`` and ``weights_sha256``
     are filled in here.
     """
-    if not name or "/" in name or name.startswith("."):
-        raise CheckpointError(f"invalid checkpoint name {name!r}")
-    directory.mkdir(parents=True, exist_ok=True)
     tensors = {
         f"{module}.{key}": value.detach().cpu().contiguous()
         for module, net in modules.items()
         for key, value in net.state_dict().items()
     }
+    return _write_checkpoint(name, tensors, card, directory)
+
+
+def _write_checkpoint(
+    name: str, tensors: dict[str, torch.Tensor], card: Mapping[str, Any], directory: Path
+) -> Path:
+    if not name or "/" in name or name.startswith("."):
+        raise CheckpointError(f"invalid checkpoint name {name!r}")
+    directory.mkdir(parents=True, exist_ok=True)
     weights = directory / f"{name}{WEIGHTS_SUFFIX}"
     save_file(tensors, str(weights), metadata={"name": name})
     card = {
@@ -140,12 +146,38 @@ def update_card(
     """
     card_path = resolve(name_or_path, directory)
     card = load_checkpoint(card_path).card
-    protected = {"name", "weights_file", "weights_sha256"} & set(updates)
-    if protected:
-        raise CheckpointError(f"cannot update {', '.join(sorted(protected))} of a model card")
+    _refuse_protected_keys(updates)
     card.update(updates)
     card_path.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     return card_path
+
+
+def _refuse_protected_keys(updates: Mapping[str, Any]) -> None:
+    """The card keys that tie it to its weights are written only with the weights."""
+    protected = {"name", "weights_file", "weights_sha256"} & set(updates)
+    if protected:
+        raise CheckpointError(f"cannot update {', '.join(sorted(protected))} of a model card")
+
+
+def copy_checkpoint(
+    source: str | Path,
+    name: str,
+    directory: Path = CHECKPOINT_DIR,
+    card_updates: Mapping[str, Any] | None = None,
+) -> Path:
+    """Install checkpoint ``source`` (name or card path) as ``name`` in ``directory``.
+
+    The weights are verified, then written again under the new name with every tensor
+    unchanged; the card is the source's plus ``card_updates``. Returns the new card path.
+    """
+    checkpoint = load_checkpoint(source)
+    tensors = {
+        f"{module}.{key}": value
+        for module, state in checkpoint.state_dicts.items()
+        for key, value in state.items()
+    }
+    _refuse_protected_keys(card_updates or {})
+    return _write_checkpoint(name, tensors, {**checkpoint.card, **(card_updates or {})}, directory)
 
 
 def card_headline(card: dict[str, Any]) -> str:

@@ -26,12 +26,16 @@ __all__ = [
     "add_cg_data_arguments",
     "add_cg_eval",
     "add_cg_rollout",
+    "add_cg_select",
     "add_cg_train",
     "generate_polymer_data",
+    "generate_selection_data",
     "run_cg_data",
 ]
 
 DEFAULT_CHECKPOINT = "cg-polymers"
+# Where ``make cg-selection-data`` puts the selection chains' long references (not bundled).
+SELECTION_DIR = Path(__file__).resolve().parents[1] / "build" / "cg_selection"
 
 
 # -- rollout cg ---------------------------------------------------------------
@@ -320,6 +324,72 @@ def _kept_notes(out_dir: Path, name: str) -> dict:
     return {key: old[key] for key in KEPT_CARD_NOTES if key in old}
 
 
+# -- select cg ----------------------------------------------------------------
+def add_cg_select(families: argparse._SubParsersAction) -> None:
+    p = families.add_parser(
+        "cg", help="rank CG checkpoints by long rollouts of class-I selection chains"
+    )
+    p.add_argument("--candidates", nargs="+", required=True, help="checkpoint .json cards")
+    p.add_argument(
+        "--polymers", nargs="+", help="selection polymers (default: every sel_I_* found)"
+    )
+    p.add_argument(
+        "--polymer-dir",
+        default=str(SELECTION_DIR),
+        help="where the selection polymers are (default: build/cg_selection, made by "
+        "`make cg-selection-data`)",
+    )
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="rollout seeds")
+    p.add_argument("--steps", type=int, help="learned steps (default: the reference length)")
+    p.add_argument("--install", metavar="NAME", help="copy the best candidate to NAME")
+    p.add_argument("--out-dir", help="where NAME goes (default: sample_data/checkpoints)")
+    p.add_argument("--json", action="store_true", help="print the ranking as JSON")
+    p.set_defaults(handler=_run_cg_select)
+
+
+def _run_cg_select(args: argparse.Namespace) -> int:
+    from explorer.cg.selection import rank_checkpoints
+    from explorer.checkpoints import CHECKPOINT_DIR, copy_checkpoint
+
+    polymer_dir = Path(args.polymer_dir)
+    polymers = args.polymers or [p.stem for p in sorted(polymer_dir.glob("sel_I_*.h5"))]
+    if not polymers:
+        raise ExplorerError(
+            f"no selection polymers (sel_I_*.h5) in {polymer_dir}; run `make cg-selection-data`"
+        )
+    ranking = rank_checkpoints(
+        args.candidates, polymers, polymer_dir, seeds=args.seeds, steps=args.steps,
+        progress=not args.json,
+    )  # fmt: skip
+    record = {
+        "protocol": (
+            f"one rollout per seed {list(args.seeds)} of each class-I selection chain "
+            f"({', '.join(polymers)}) for "
+            + (f"{args.steps} steps" if args.steps else "its reference's length")
+            + "; ranked by the MAE of per-chain <Rg²> (fine, σ², mean over seeds) "
+            "against the long references, stable candidates first"
+        ),
+        "candidates": [score.to_dict() for score in ranking],
+    }
+    if args.install:
+        out_dir = Path(args.out_dir) if args.out_dir else CHECKPOINT_DIR
+        updates = {"selection": record, **_kept_notes(out_dir, args.install)}
+        card = copy_checkpoint(ranking[0].source, args.install, out_dir, updates)
+        record["installed"] = str(card)
+    if args.json:
+        print(json.dumps(record, indent=2))
+        return 0
+    for score in ranking:
+        print(
+            f"{score.name}: <Rg²> MAE {score.mae:.3f} σ², r² {score.r2:.3f}, mean relative "
+            f"error {100 * score.mean_relative_error:.1f} %, stable "
+            f"{100 * score.stable_fraction:.0f} %"
+        )
+    if args.install:
+        print(f"{record['installed']}: {ranking[0].name}")
+    return 0
+
+
 # -- eval cg ------------------------------------------------------------------
 def add_cg_eval(families: argparse._SubParsersAction) -> None:
     p = families.add_parser("cg", help="CG simulator vs long and short MD on class-II polymers")
@@ -394,6 +464,13 @@ def generate_polymer_data(progress: bool = True, directory: Path | None = None) 
     summary = directory / "reference_observables.json"
     summary.write_text(json.dumps(reference_observables(directory), indent=1) + "\n")
     return [*paths, summary]
+
+
+def generate_selection_data(progress: bool = True, directory: Path = SELECTION_DIR) -> list[Path]:
+    """Generate (or resume) the selection chains' long references for ``accelmd select cg``."""
+    from explorer.cg.polymers import generate_dataset, selection_plan
+
+    return generate_dataset(Path(directory), plan=selection_plan(), progress=progress)
 
 
 def add_cg_data_arguments(parser: argparse.ArgumentParser) -> None:

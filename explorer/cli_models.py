@@ -1,4 +1,4 @@
-"""``accelmd rollout | train | checkpoints``: the model families on the command line.
+"""``accelmd rollout | train | eval | select | checkpoints``: model families on the CLI.
 
 Each family registers its own sub-subcommand (``accelmd rollout liflow ...``);
 FlashMD and the CG simulator add theirs next to LiFlow's. Handlers only build
@@ -17,8 +17,8 @@ from explorer.errors import ExplorerError
 
 
 def add_model_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``rollout``, ``train`` and ``checkpoints``."""
-    from explorer.cli_cg import add_cg_eval, add_cg_rollout, add_cg_train
+    """Register ``rollout``, ``train``, ``eval``, ``select`` and ``checkpoints``."""
+    from explorer.cli_cg import add_cg_eval, add_cg_rollout, add_cg_select, add_cg_train
     from explorer.cli_flashmd import add_flashmd_eval, add_flashmd_rollout, add_flashmd_train
 
     rollout = subparsers.add_parser("rollout", help="generate a trajectory with a model family")
@@ -36,6 +36,9 @@ def add_model_commands(subparsers: argparse._SubParsersAction) -> None:
     _add_liflow_eval(families)
     add_flashmd_eval(families)
     add_cg_eval(families)
+    select = subparsers.add_parser("select", help="choose among trained checkpoints")
+    families = select.add_subparsers(dest="family", metavar="FAMILY", required=True)
+    add_cg_select(families)
     listing = subparsers.add_parser("checkpoints", help="list bundled checkpoints")
     listing.add_argument("--json", action="store_true")
     listing.add_argument(

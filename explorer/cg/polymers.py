@@ -652,6 +652,30 @@ def spread_training_plan(
     ]  # fmt: skip
 
 
+def selection_plan(
+    n: int = 8,
+    target_beads: int = 40,
+    length_tau: float = 8_000.0,
+    seed: int = 2027,
+    run_seed: int = 9000,
+) -> list[tuple[Polymer, PolymerRun]]:
+    """Class I chains ``sel_I_000 …`` with long references, for choosing among trained models.
+
+    Compositions spread like class II's (:func:`regular_copolymer` with ``distinct=False``,
+    from their own random stream), and each run is ``length_tau`` long (recorded every
+    10 τ like the test references), so its ⟨R_g²⟩ is converged to a few per cent: the
+    1,000-τ training files' means are too noisy to rank models by. No class II chain is
+    involved, so test polymers stay unseen by every choice. Not bundled (about 6 min per
+    chain on one core; ``generate_dataset(directory, plan=selection_plan())``).
+    """
+    rng = np.random.default_rng(seed)
+    return [
+        (regular_copolymer(f"sel_I_{k:03d}", rng, target_beads, distinct=False),
+         PolymerRun(length_tau=length_tau, record_every_tau=10.0, seed=run_seed + k))
+        for k in range(n)
+    ]  # fmt: skip
+
+
 def relaxation_plan(
     polymers: Sequence[Polymer] | None = None,
     n_per_chain: int = 5,
