@@ -329,7 +329,7 @@ def add_cg_select(families: argparse._SubParsersAction) -> None:
     p = families.add_parser(
         "cg", help="rank CG checkpoints by long rollouts of class-I selection chains"
     )
-    p.add_argument("--candidates", nargs="+", required=True, help="checkpoint .json cards")
+    p.add_argument("--candidates", nargs="+", required=True, help="bundled names or .json cards")
     p.add_argument(
         "--polymers", nargs="+", help="selection polymers (default: every sel_I_* found)"
     )

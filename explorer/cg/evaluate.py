@@ -37,7 +37,7 @@ from explorer.analysis.polymer import (
     wasserstein_1d,
 )
 from explorer.cg.polymers import load_polymer
-from explorer.errors import AnalysisError
+from explorer.errors import AnalysisError, ExplorerError
 
 __all__ = ["EvalReport", "evaluate", "r2_score", "series_stats", "short_windows", "summarize"]
 
@@ -98,6 +98,12 @@ def evaluate(
     report = EvalReport()
     for name in tqdm(polymers, disable=not progress, desc="eval cg"):
         data = load_polymer(name, simulator.polymer_dir)
+        if data.missing_frames:
+            raise ExplorerError(
+                f"reference {name} is incomplete: {len(data.positions)} of "
+                f"{len(data.positions) + data.missing_frames} frames (still being generated, "
+                "or cut short: resume its generator)"
+            )
         cg = simulator.load(data)
         ref_dt = float(np.median(np.diff(data.times_tau)))
         length_tau = float(data.times_tau[-1] - data.times_tau[0])

@@ -568,6 +568,16 @@ class PolymerData:
     times_tau: np.ndarray
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def missing_frames(self) -> int:
+        """Frames the file's recorded run still owes (0 when complete or not recorded):
+        a file being generated, or cut short, reads as a valid but shorter trajectory."""
+        run = self.metadata.get("run") or {}
+        if "length_tau" not in run or "record_every_tau" not in run:
+            return 0
+        expected = round(run["length_tau"] / run["record_every_tau"]) + 1
+        return max(0, expected - len(self.positions))
+
 
 def polymer_path(name: str, directory: Path = POLYMER_DIR) -> Path:
     """The H5MD file of a bundled polymer name (or the given path if it is a file)."""
@@ -653,7 +663,7 @@ def spread_training_plan(
 
 
 def selection_plan(
-    n: int = 8,
+    n: int = 16,
     target_beads: int = 40,
     length_tau: float = 8_000.0,
     seed: int = 2027,
@@ -665,7 +675,7 @@ def selection_plan(
     from their own random stream), and each run is ``length_tau`` long (recorded every
     10 τ like the test references), so its ⟨R_g²⟩ is converged to a few per cent: the
     1,000-τ training files' means are too noisy to rank models by. No class II chain is
-    involved, so test polymers stay unseen by every choice. Not bundled (about 6 min per
+    involved, so test polymers stay unseen by every choice. Not bundled (about 2 min per
     chain on one core; ``generate_dataset(directory, plan=selection_plan())``).
     """
     rng = np.random.default_rng(seed)

@@ -33,7 +33,7 @@ CHAINS = ["train_I_000", "train_I_001"]
 def test_selection_plan_is_class_one_long_and_apart_from_the_bundled_chains() -> None:
     plan = selection_plan()
     again = selection_plan()
-    assert [p.name for p, _ in plan] == [f"sel_I_{k:03d}" for k in range(8)]
+    assert [p.name for p, _ in plan] == [f"sel_I_{k:03d}" for k in range(16)]
     assert [p.cu_sequence for p, _ in plan] == [p.cu_sequence for p, _ in again]
     assert {p.polymer_class for p, _ in plan} == {"I"}
     for polymer, run in plan:
@@ -197,3 +197,35 @@ def test_selection_chains_default_to_every_sel_file(
     assert main([*args, "--steps", "4", "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert [row["polymer"] for row in record["candidates"][0]["per_polymer"]] == ["sel_I_000"]
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_an_incomplete_reference_is_refused_not_scored(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """A file still being generated reads as a shorter valid trajectory; scoring it
+    against a rollout would rank models on a truncated reference."""
+    chain = regular_copolymer("sel_I_000", np.random.default_rng(4), 16, distinct=False)
+    path = tmp_path / "sel_I_000.h5"
+    written = []
+
+    def stop_after_ten(n: int) -> None:
+        written.append(n)
+        if len(written) == 10:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        run_polymer(
+            chain, path, PolymerRun(**{**TINY_RUN.__dict__, "seed": 5}), progress=stop_after_ten
+        )
+    data = load_polymer(path)
+    assert len(data.positions) == 10 and data.missing_frames == TINY_RUN.n_frames - 10
+    simulator = CGSimulator.from_checkpoint(tiny_checkpoint, polymer_dir=tmp_path)
+    with pytest.raises(ExplorerError, match="incomplete: 10 of 61 frames"):
+        score_simulator(simulator, ["sel_I_000"], steps=4)
+    run_polymer(chain, path, PolymerRun(**{**TINY_RUN.__dict__, "seed": 5}))  # resumed
+    assert load_polymer(path).missing_frames == 0
+    assert score_simulator(simulator, ["sel_I_000"], steps=4).stable_fraction == 1.0
