@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from explorer import __version__
+from explorer.cli_cg import add_cg_data_arguments, run_cg_data
 from explorer.cli_flashmd import add_flashmd_data
 from explorer.cli_models import add_model_commands
 from explorer.errors import ExplorerError
@@ -214,12 +215,15 @@ def _add_data(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--list", action="store_true", help="print the plan and exit")
     p.add_argument("--card", action="store_true", help="only (re)write the dataset card")
+    add_cg_data_arguments(p)
     p.set_defaults(handler=_run_data)
 
 
 def _run_data(args: argparse.Namespace) -> int:
     from explorer.reference import dataset
 
+    if args.cg:
+        return run_cg_data(args)
     if args.list:
         for run in dataset.REFERENCE_RUNS:
             print(f"{run.filename:28s} {run.split:8s} supercell {run.repeats}  {run.note}")

@@ -1,8 +1,9 @@
-"""``accelmd rollout | train | eval cg`` and the polymer dataset: the CG family on the CLI.
+"""``accelmd rollout | train | eval | select cg`` and the polymer dataset: the CG family on the CLI.
 
 The lead's ``cli_models.add_model_commands`` calls :func:`add_cg_rollout`,
-:func:`add_cg_train` and :func:`add_cg_eval` with the family sub-parsers; ``make data``
-calls :func:`generate_polymer_data` (or ``accelmd data --cg`` through
+:func:`add_cg_train`, :func:`add_cg_eval` and :func:`add_cg_select` with the family
+sub-parsers; ``make data`` calls :func:`generate_polymer_data` and ``make
+cg-selection-data`` :func:`generate_selection_data` (or ``accelmd data --cg`` through
 :func:`add_cg_data_arguments` / :func:`run_cg_data`). Handlers only build arguments for
 ``explorer.cg`` functions and return an exit code.
 """

@@ -95,6 +95,8 @@ def evaluate(
 
     from explorer.errors import SimulationDiverged
 
+    if steps is not None and steps < 1:
+        raise ExplorerError(f"a rollout needs at least 1 learned step, got {steps}")
     report = EvalReport()
     for name in tqdm(polymers, disable=not progress, desc="eval cg"):
         data = load_polymer(name, simulator.polymer_dir)

@@ -252,3 +252,22 @@ def test_rollout_cli_warns_when_frames_leave_the_physical_region(
     assert args.handler(args) == 0
     err = capsys.readouterr().err
     assert "warning: 4 of 4 frames (100.0 %) put two CG beads farther apart" in err
+
+
+def test_data_cg_generates_the_polymer_dataset_as_the_error_messages_say(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys
+) -> None:
+    """`accelmd train cg` / `eval cg` tell a user without data to run `accelmd data --cg`."""
+    import explorer.cli_cg as cli_cg
+    from explorer.cli import main
+
+    calls = []
+
+    def generate(progress: bool = True, directory: Path | None = None) -> list[Path]:
+        calls.append(progress)
+        return [tmp_path / "train_I_000.h5"]
+
+    monkeypatch.setattr(cli_cg, "generate_polymer_data", generate)
+    assert main(["data", "--cg"]) == 0
+    assert calls == [True]
+    assert "train_I_000.h5: done" in capsys.readouterr().out

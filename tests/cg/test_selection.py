@@ -71,7 +71,7 @@ def test_score_compares_rollout_means_with_the_references(
     assert same.mae == score.mae  # seeded: the same rollouts
 
 
-def test_score_refuses_empty_polymer_or_seed_lists(
+def test_score_refuses_empty_polymer_or_seed_lists_and_empty_rollouts(
     tiny_checkpoint: Path, polymer_dir: Path
 ) -> None:
     simulator = CGSimulator.from_checkpoint(tiny_checkpoint, polymer_dir=polymer_dir)
@@ -79,6 +79,8 @@ def test_score_refuses_empty_polymer_or_seed_lists(
         score_simulator(simulator, [])
     with pytest.raises(ExplorerError, match="seed"):
         score_simulator(simulator, CHAINS, seeds=())
+    with pytest.raises(ExplorerError, match="at least 1 learned step, got 0"):
+        score_simulator(simulator, CHAINS, steps=0)
 
 
 def test_rank_puts_stable_candidates_first_then_smaller_mae() -> None:

@@ -135,8 +135,6 @@ def test_rollout_error_scores_a_diverging_model_as_one(polymer_dir: Path) -> Non
 
 
 def test_correlated_noise_and_rg_step_loss_train_and_roll_out(polymer_dir: Path) -> None:
-    from dataclasses import replace
-
     base = tiny_train_config(max_steps=20, eval_every=10)
     config = replace(base, model=replace(base.model, correlated_noise=True), rg_step_weight=1.0)
     result = train(_paths(polymer_dir), config, progress=False)
@@ -150,8 +148,6 @@ def test_correlated_noise_and_rg_step_loss_train_and_roll_out(polymer_dir: Path)
 
 
 def test_a_wall_prior_is_part_of_the_trained_and_simulated_mean(polymer_dir: Path) -> None:
-    from dataclasses import replace
-
     from explorer.cg.data import graph_edges
     from explorer.cg.model import wall_acceleration
 
@@ -181,8 +177,6 @@ def test_a_wall_prior_is_part_of_the_trained_and_simulated_mean(polymer_dir: Pat
 
 
 def test_a_stretch_prior_is_part_of_the_trained_and_simulated_mean(polymer_dir: Path) -> None:
-    from dataclasses import replace
-
     from explorer.cg.data import edge_limits, graph_edges
     from explorer.cg.model import stretch_acceleration, wall_acceleration
 
@@ -251,8 +245,6 @@ def test_input_noise_aims_at_the_clean_next_frame(polymer_dir: Path) -> None:
 
 
 def test_training_with_input_noise_trains_on_perturbed_inputs(polymer_dir: Path) -> None:
-    from dataclasses import replace
-
     clean_config = tiny_train_config(max_steps=10, eval_every=10)
     noisy_config = replace(clean_config, input_noise=0.05)
     clean = train(_paths(polymer_dir), clean_config, progress=False)
