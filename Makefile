@@ -83,6 +83,7 @@ card: install
 # a lucky one: seeds 1-9 of the same recipe score test r² -1.92 to 0.48 (card variant BH,
 # make cg-seed-sweep).
 CG_TRAIN_FILES := $(foreach k,000 001 002 003 004 005 006 007 008 009 010 011,sample_data/polymers/train_I_$(k).h5)
+CG_RECIPE := --wall 1.0 1.2 --rollout-validation-steps 500 --variance-steps 4000
 # The seed sweep of card variant BH: the recipe above with training seeds 0-9 (build/cg_seeds),
 # each scored on the class-I selection chains by `accelmd select cg` (rollout seeds 0, 1) and
 # on the test chains by `accelmd eval cg`. About 1 h on 2 cores.
@@ -120,15 +121,13 @@ train: install
 		--work-dir build/liflow_li015 \
 		--device cpu --no-progress
 	$(VENV)/bin/accelmd checkpoints --report sample_data/checkpoints/LIFLOW.md
-	$(THREADS) $(VENV)/bin/accelmd train cg --data $(CG_TRAIN_FILES) --wall 1.0 1.2 \
-		--rollout-validation-steps 500 --variance-steps 4000
+	$(THREADS) $(VENV)/bin/accelmd train cg --data $(CG_TRAIN_FILES) $(CG_RECIPE)
 	$(THREADS) $(VENV)/bin/accelmd eval cg --write-card
 	$(MAKE) flashmd-train
 
 cg-seed-sweep: install cg-selection-data
 	for s in $(CG_SEEDS); do $(THREADS) $(VENV)/bin/accelmd train cg --data $(CG_TRAIN_FILES) \
-		--wall 1.0 1.2 --rollout-validation-steps 500 --variance-steps 4000 \
-		--seed $$s --name cg-seed$$s --out-dir build/cg_seeds --no-progress; \
+		$(CG_RECIPE) --seed $$s --name cg-seed$$s --out-dir build/cg_seeds --no-progress; \
 		$(THREADS) $(VENV)/bin/accelmd eval cg --checkpoint build/cg_seeds/cg-seed$$s.json \
 		> build/cg_seeds/cg-seed$$s.eval.txt; done
 	$(THREADS) $(VENV)/bin/accelmd select cg --seeds 0 1 \

@@ -93,7 +93,7 @@ def score_simulator(
     return CandidateScore(
         name=str(getattr(simulator, "name", "")),
         mae=float(np.abs(pred - truth).mean()),
-        r2=r2_score(truth, pred) if len(names) > 1 else float("nan"),
+        r2=r2_score(truth, pred),  # NaN for a single chain (no spread to explain)
         mean_relative_error=float((np.abs(pred - truth) / truth).mean()),
         stable_fraction=float(np.mean(stable)),
         per_polymer=[

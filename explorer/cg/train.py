@@ -329,14 +329,9 @@ def batch_losses(
     """The loss terms of one batch (dimensionless, see module docstring). ``rg_step=False``
     skips the R_g² step term (a dense per-chain covariance): training with weight 0."""
     cfg, sc = modules.config, modules.scales
-    c = torch.cat(
-        [modules.bead_embeddings(p).repeat(batch.samples_per_polymer, 1) for p in batch.polymers]
-    )
+    c = _batch_embeddings(modules, batch)
     n_graphs = int(batch.graph.max()) + 1
-    out = modules.predict(
-        c, batch.weights, batch.x, batch.v, batch.edges, batch.bond_flag, batch.graph, n_graphs,
-        batch.edge_limit,
-    )  # fmt: skip
+    out = _predict_batch(modules, batch, c)
     target = batch.target / sc.acceleration
     # One dense per-chain covariance serves both the correlated NLL and the R_g² step term.
     cov = None
@@ -417,7 +412,7 @@ def rollout_rg2_drift(
     spp = batch.samples_per_polymer
     if spp < 2:
         raise AnalysisError("the equilibrium term needs at least 2 samples per polymer")
-    c = torch.cat([modules.bead_embeddings(p).repeat(spp, 1) for p in batch.polymers])
+    c = _batch_embeddings(modules, batch)
     n_graphs = int(batch.graph.max()) + 1
     x, v = batch.x, batch.v
     rg2 = []
@@ -747,7 +742,7 @@ def refit_variance(
     to ``variance_head=True``; returns the NLL on 16 fixed training batches and the
     per-polymer :func:`variance_ratio` before and after (for the card).
     """
-    cfg, sc = modules.config, modules.scales
+    cfg = modules.config
     if cfg.correlated_noise:
         raise MDConfigError("the variance refit is for the independent Gaussian only")
     if steps < 1:
@@ -788,8 +783,7 @@ def refit_variance(
         for _ in range(steps):
             batch = make_batch(polymers, rng, cfg.history, cfg.cutoff, n_polymers,
                                samples_per_polymer, stride, by_frames)  # fmt: skip
-            out = _predict_batch(modules, batch)
-            loss = gaussian_nll(out.mean, out.log_var, batch.target / sc.acceleration)
+            loss = _independent_nll(modules, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -809,22 +803,31 @@ def refit_variance(
     }
 
 
-def _predict_batch(modules: CGModules, batch: Batch) -> DynamicsOutput:
-    """The Dynamics GNN's Gaussian for every sample of a training batch."""
-    c = torch.cat(
-        [modules.bead_embeddings(p).repeat(batch.samples_per_polymer, 1) for p in batch.polymers]
-    )
+def _batch_embeddings(modules: CGModules, batch: Batch) -> torch.Tensor:
+    """(N, E) bead-type embeddings of every node of a batch, in the batch's node order."""
+    spp = batch.samples_per_polymer
+    return torch.cat([modules.bead_embeddings(p).repeat(spp, 1) for p in batch.polymers])
+
+
+def _predict_batch(
+    modules: CGModules, batch: Batch, c: torch.Tensor | None = None
+) -> DynamicsOutput:
+    """The Dynamics GNN's Gaussian for every sample of a batch (``c``: its
+    :func:`_batch_embeddings`, when the caller has them already)."""
+    c = _batch_embeddings(modules, batch) if c is None else c
     return modules.predict(
         c, batch.weights, batch.x, batch.v, batch.edges, batch.bond_flag, batch.graph,
         int(batch.graph.max()) + 1, batch.edge_limit,
     )  # fmt: skip
 
 
+def _independent_nll(modules: CGModules, batch: Batch) -> torch.Tensor:
+    """Gaussian NLL per coordinate of the independent model on one batch (dimensionless)."""
+    out = _predict_batch(modules, batch)
+    return gaussian_nll(out.mean, out.log_var, batch.target / modules.scales.acceleration)
+
+
 def _batches_nll(modules: CGModules, batches: Sequence[Batch]) -> float:
-    """Mean Gaussian NLL per coordinate of the (independent) model over fixed batches."""
-    sc, total = modules.scales, 0.0
+    """Mean :func:`_independent_nll` over fixed batches."""
     with torch.no_grad():
-        for batch in batches:
-            out = _predict_batch(modules, batch)
-            total += float(gaussian_nll(out.mean, out.log_var, batch.target / sc.acceleration))
-    return total / len(batches)
+        return sum(float(_independent_nll(modules, batch)) for batch in batches) / len(batches)
